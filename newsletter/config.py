@@ -1,0 +1,284 @@
+"""One Settings object built from NEWSLETTER_* variables (and a `.env` file), validated at start.
+
+A bad value raises ConfigError whose message is one line naming the variable; the CLI and
+wsgi.py print that line and stop.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime
+from email.headerregistry import Address
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dotenv import dotenv_values
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; str() is one line naming the variable."""
+
+
+PREFIX = "NEWSLETTER_"
+ENVIRONMENTS = ("development", "production", "test")
+SECURITY_MODES = ("none", "starttls", "tls")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the service. Field names are the variable names without the prefix."""
+
+    env: str = "development"
+    database_url: str = "sqlite:///instance/newsletter.db"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_security: str = "none"
+    smtp_timeout_seconds: float = 30.0
+    base_url: str = "http://127.0.0.1:5000"
+    secret_key: str = ""
+    secret_key_fallbacks: tuple[str, ...] = ()
+    mail_from: str = "Jobs-Newsletter <newsletter@jobs.example.org>"
+    bounce_address: str = ""
+    list_name: str = "Jobs-Newsletter"
+    list_id: str = ""
+    timezone: str = "Europe/Berlin"
+    digest_interval_days: int = 14
+    # First scheduled edition, local time in `timezone`; a Tuesday 08:00 suits readers.
+    digest_first: str = "2026-01-06T08:00"
+    retry_base_seconds: float = 60.0
+    # After this long a temporarily failing mail is given up (SMTP's usual queue life is days;
+    # a confirmation link is only good for 48 h anyway).
+    retry_give_up_seconds: float = 2 * 24 * 3600.0
+    send_lease_seconds: int = 300
+    # A queued job not started after this long is presumed lost (Redis flushed) and re-queued.
+    requeue_after_seconds: int = 60
+    # Number of reverse proxies in front of the web app whose X-Forwarded-For is trusted.
+    trusted_proxies: int = 0
+    signup_rate_limit: str = "10 per minute;100 per hour"
+    confirm_max_age_hours: float = 48.0
+    unconfirmed_retention_days: int = 14
+    # Consent proof is kept three years after the end of a subscription (§195 BGB).
+    consent_retention_days: int = 3 * 365
+    privacy_url: str = "https://jobs.example.org/datenschutz"
+    impressum: str = (
+        "Beispiel Jobs GmbH, Musterstraße 1, 10115 Berlin. Geschäftsführung: Erika Mustermann. "
+        "Registergericht Amtsgericht Berlin-Charlottenburg, HRB 000000."
+    )
+    instance_path: str = "instance"
+    demo: bool = False
+    demo_smtp_port: int = 8025
+    metrics_token: str = ""
+    extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    # -- derived values -------------------------------------------------------------------
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def mail_from_address(self) -> str:
+        return parseaddr(self.mail_from)[1]
+
+    @property
+    def mail_domain(self) -> str:
+        return self.mail_from_address.rpartition("@")[2]
+
+    @property
+    def signing_keys(self) -> list[str]:
+        """Old keys first, the current key last: itsdangerous signs with the last one."""
+        return [*self.secret_key_fallbacks, self.secret_key]
+
+    @property
+    def effective_bounce_address(self) -> str:
+        if self.bounce_address:
+            return self.bounce_address
+        return f"bounces@{self.mail_domain}"
+
+    @property
+    def effective_list_id(self) -> str:
+        return self.list_id or f"jobs-newsletter.{self.mail_domain}"
+
+    def url(self, path: str) -> str:
+        """An absolute link under BASE_URL, as every mail needs."""
+        return self.base_url.rstrip("/") + path
+
+
+def _parse_int(name: str, raw: str, low: int, high: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}: must be between {low} and {high}, got {value}")
+    return value
+
+
+def _parse_float(name: str, raw: str, low: float) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a number, got {raw!r}") from None
+    if value < low or value != value:
+        raise ConfigError(f"{name}: must be at least {low}, got {raw}")
+    return value
+
+
+def _parse_bool(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{name}: expected true or false, got {raw!r}")
+
+
+def _check_mailbox(name: str, value: str) -> None:
+    display, addr = parseaddr(value)
+    if "\r" in value or "\n" in value or "@" not in addr:
+        raise ConfigError(f"{name}: expected an address like 'Jobs <news@example.org>', got {value!r}")
+    try:
+        local, _, domain = addr.rpartition("@")
+        Address(display, local, domain)
+    except (ValueError, IndexError) as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
+def _check_rate_limit(name: str, value: str) -> None:
+    from limits import parse_many
+
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ConfigError(f"{name}: not a Flask-Limiter rate like '10 per minute', got {value!r}") from None
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    dotenv_path: str | os.PathLike[str] | None = ".env",
+    **overrides: Any,
+) -> Settings:
+    """Build and validate Settings from the environment (which wins) and a `.env` file."""
+    source: dict[str, str] = {}
+    if dotenv_path is not None and Path(dotenv_path).is_file():
+        source.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+    source.update(os.environ if environ is None else environ)
+
+    values: dict[str, Any] = {}
+    defaults = Settings()
+    for f in fields(Settings):
+        if f.name == "extra":
+            continue
+        var = PREFIX + f.name.upper()
+        if var not in source:
+            continue
+        raw = source[var].strip()
+        current = getattr(defaults, f.name)
+        if isinstance(current, bool):
+            values[f.name] = _parse_bool(var, raw)
+        elif isinstance(current, int):
+            values[f.name] = _parse_int(var, raw, 0, 10**9)
+        elif isinstance(current, float):
+            values[f.name] = _parse_float(var, raw, 0.0)
+        elif isinstance(current, tuple):
+            values[f.name] = tuple(part.strip() for part in raw.split(",") if part.strip())
+        else:
+            values[f.name] = raw
+    values.update(overrides)
+    settings = replace(defaults, **values)
+    return validate(settings)
+
+
+def validate(settings: Settings) -> Settings:
+    """Check every value; fill in the development secret key. Returns the final Settings."""
+    s = settings
+    if s.env not in ENVIRONMENTS:
+        raise ConfigError(f"NEWSLETTER_ENV: expected one of {', '.join(ENVIRONMENTS)}, got {s.env!r}")
+    if not s.database_url.startswith(("sqlite", "postgresql")):
+        raise ConfigError(
+            f"NEWSLETTER_DATABASE_URL: expected a sqlite:// or postgresql:// URL, got {s.database_url!r}"
+        )
+    if not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"NEWSLETTER_REDIS_URL: expected a redis:// URL, got {s.redis_url!r}")
+    if not 1 <= s.smtp_port <= 65535:
+        raise ConfigError(f"NEWSLETTER_SMTP_PORT: must be between 1 and 65535, got {s.smtp_port}")
+    if s.smtp_security not in SECURITY_MODES:
+        raise ConfigError(
+            f"NEWSLETTER_SMTP_SECURITY: expected one of {', '.join(SECURITY_MODES)}, got {s.smtp_security!r}"
+        )
+    if bool(s.smtp_username) != bool(s.smtp_password):
+        raise ConfigError("NEWSLETTER_SMTP_PASSWORD: SMTP AUTH needs both a username and a password")
+    base = urlsplit(s.base_url)
+    if base.scheme not in ("http", "https") or not base.netloc or base.query or base.fragment:
+        raise ConfigError(f"NEWSLETTER_BASE_URL: expected an absolute http(s) URL, got {s.base_url!r}")
+    _check_mailbox("NEWSLETTER_MAIL_FROM", s.mail_from)
+    if s.bounce_address:
+        _check_mailbox("NEWSLETTER_BOUNCE_ADDRESS", s.bounce_address)
+    try:
+        ZoneInfo(s.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"NEWSLETTER_TIMEZONE: unknown time zone {s.timezone!r}") from None
+    try:
+        first = datetime.fromisoformat(s.digest_first)
+    except ValueError:
+        raise ConfigError(
+            f"NEWSLETTER_DIGEST_FIRST: expected an ISO local date-time like 2026-01-06T08:00, got {s.digest_first!r}"
+        ) from None
+    if first.tzinfo is not None:
+        raise ConfigError("NEWSLETTER_DIGEST_FIRST: give a local time without offset; NEWSLETTER_TIMEZONE sets the zone")
+    if s.digest_interval_days < 1:
+        raise ConfigError("NEWSLETTER_DIGEST_INTERVAL_DAYS: must be at least 1")
+    if s.send_lease_seconds < 5:
+        raise ConfigError("NEWSLETTER_SEND_LEASE_SECONDS: must be at least 5")
+    if s.confirm_max_age_hours <= 0:
+        raise ConfigError("NEWSLETTER_CONFIRM_MAX_AGE_HOURS: must be more than 0")
+    if s.unconfirmed_retention_days < 1:
+        raise ConfigError("NEWSLETTER_UNCONFIRMED_RETENTION_DAYS: must be at least 1")
+    _check_rate_limit("NEWSLETTER_SIGNUP_RATE_LIMIT", s.signup_rate_limit)
+    privacy = urlsplit(s.privacy_url)
+    if privacy.scheme not in ("http", "https") or not privacy.netloc:
+        raise ConfigError(f"NEWSLETTER_PRIVACY_URL: expected an absolute http(s) URL, got {s.privacy_url!r}")
+    if not s.impressum.strip():
+        raise ConfigError("NEWSLETTER_IMPRESSUM: the operator's Impressum is required (DDG §5)")
+
+    if s.is_production:
+        if not s.secret_key:
+            raise ConfigError("NEWSLETTER_SECRET_KEY: required when NEWSLETTER_ENV=production")
+        if len(s.secret_key) < 32:
+            raise ConfigError("NEWSLETTER_SECRET_KEY: use at least 32 random characters in production")
+        if base.scheme != "https":
+            raise ConfigError(f"NEWSLETTER_BASE_URL: must be https in production, got {s.base_url!r}")
+        if s.demo:
+            raise ConfigError("NEWSLETTER_DEMO: the demo inbox cannot be turned on in production")
+    elif not s.secret_key:
+        s = replace(s, secret_key=_dev_secret_key(Path(s.instance_path)))
+    return s
+
+
+def _dev_secret_key(instance: Path) -> str:
+    """A random key kept in instance/ so that dev links survive restarts."""
+    path = instance / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    instance.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process of `make demo` won the race
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key

@@ -1,0 +1,144 @@
+"""Compose mail from a templates/email pair and build the MIME bytes. No I/O beyond reading
+templates: sending is transport.py's job (DESIGN convention 4)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+from functools import cached_property
+from typing import Any
+
+import css_inline
+import idna
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from .config import Settings
+from .models import utcnow
+from .paths import email_templates_dir
+
+_SUBJECT_LINE = re.compile(r"\ASubject: (?P<subject>[^\r\n]+)\r?\n\r?\n?")
+_BAD_HEADER_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class UnsafeHeader(ValueError):
+    """A header value would carry a control character (CR/LF injection, STANDARDS 27)."""
+
+
+@dataclass(frozen=True)
+class Composed:
+    """A rendered mail before it has headers: subject, plain text and inlined HTML."""
+
+    subject: str
+    text: str
+    html: str
+
+
+class Renderer:
+    """Renders the .txt/.html pair of a mail in a language; the .txt starts with `Subject: `."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def env(self) -> Environment:
+        env = Environment(
+            loader=FileSystemLoader(str(email_templates_dir())),
+            autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+            undefined=StrictUndefined,
+            keep_trailing_newline=True,
+        )
+        return env
+
+    @cached_property
+    def inliner(self) -> css_inline.CSSInliner:
+        # Remote stylesheets stay off: a mail build must never reach the network.
+        return css_inline.CSSInliner(load_remote_stylesheets=False, keep_at_rules=True)
+
+    def render(self, name: str, language: str, **context: Any) -> Composed:
+        """Render templates/email/<language>/<name>.txt and .html with `context`."""
+        lang = language if language in ("de", "en") else "de"
+        base = {
+            "settings": self.settings,
+            "list_name": self.settings.list_name,
+            "impressum": self.settings.impressum,
+            "sender_address": self.settings.mail_from_address,
+            "lang": lang,
+        }
+        base.update(context)
+        raw_text = self.env.get_template(f"{lang}/{name}.txt").render(base)
+        match = _SUBJECT_LINE.match(raw_text)
+        if match is None:
+            raise ValueError(f"templates/email/{lang}/{name}.txt must start with a 'Subject: ' line")
+        subject = match.group("subject").strip()
+        text = raw_text[match.end():]
+        html = self.inliner.inline(self.env.get_template(f"{lang}/{name}.html").render(base))
+        return Composed(subject=subject, text=text, html=html)
+
+
+def ascii_address(address: str) -> str | None:
+    """The address with its domain as A-labels, or None when the local part needs SMTPUTF8."""
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        return None
+    try:
+        ascii_domain = domain if domain.isascii() else idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError:
+        return None
+    return f"{local}@{ascii_domain}"
+
+
+def safe_header(value: str) -> str:
+    """Refuse control characters in anything that goes into a header."""
+    if _BAD_HEADER_CHARS.search(value):
+        raise UnsafeHeader(f"control character in header value {value[:40]!r}")
+    return value
+
+
+def build_message(
+    settings: Settings,
+    composed: Composed,
+    *,
+    to: str,
+    headers: dict[str, str] | None = None,
+    utf8: bool = False,
+) -> tuple[bytes, str]:
+    """The RFC 5322 bytes of a multipart/alternative mail (text first, HTML last) to `to`,
+    and its Message-ID. `utf8` lets non-ASCII addresses through (only when the relay has
+    SMTPUTF8)."""
+    msg = EmailMessage(policy=policy.SMTPUTF8 if utf8 else policy.SMTP)
+    display, from_addr = parseaddr(settings.mail_from)
+    from_local, _, from_domain = from_addr.rpartition("@")
+    msg["From"] = Address(display_name=display, username=from_local, domain=from_domain)
+    to_local, _, to_domain = to.rpartition("@")
+    msg["To"] = Address(username=to_local, domain=to_domain)
+    msg["Subject"] = safe_header(composed.subject)
+    msg["Date"] = format_datetime(utcnow().replace(tzinfo=UTC))
+    message_id = make_msgid(domain=settings.mail_domain)
+    msg["Message-ID"] = message_id
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Auto-Response-Suppress"] = "OOF, AutoReply"
+    for name, value in (headers or {}).items():
+        msg[name] = safe_header(value)
+    msg.set_content(composed.text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    msg.add_alternative(composed.html, subtype="html", charset="utf-8", cte="quoted-printable")
+    return msg.as_bytes(), message_id
+
+
+def list_headers(settings: Settings, unsubscribe_url: str) -> dict[str, str]:
+    """The RFC 2369/2919/8058 headers of every mail to a confirmed subscriber."""
+    return {
+        "List-Id": f"{safe_header(settings.list_name)} <{settings.effective_list_id}>",
+        "List-Unsubscribe": f"<{unsubscribe_url}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+
+
+def verp_sender(settings: Settings, tag: str) -> str:
+    """The envelope sender for one recipient: bounces+TAG@domain, so a bounce names its mail."""
+    local, _, domain = settings.effective_bounce_address.rpartition("@")
+    return f"{local}+{tag}@{domain}"

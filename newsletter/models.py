@@ -1,0 +1,149 @@
+"""Typed SQLAlchemy 2 models. Times are naive UTC throughout (the same on SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """Now, as naive UTC: what every timestamp column holds."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def email_hash(email: str) -> str:
+    """The stable hash kept on suppression and consent rows after the address is erased."""
+    return hashlib.sha256(email.strip().lower().encode("utf-8")).hexdigest()
+
+
+def new_public_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class SubscriberStatus:
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+    ALL = (PENDING, CONFIRMED, UNSUBSCRIBED, BOUNCED, COMPLAINED)
+
+
+class Subscriber(Base):
+    """One address and its preferences. Tokens name it by public_id, never by address or id."""
+
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
+    email: Mapped[str] = mapped_column(String(320))
+    # Unique on the hash of the lower-cased address: Foo@x.de and foo@x.de are one reader.
+    email_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    language: Mapped[str] = mapped_column(String(2), default="de")
+    keywords: Mapped[str] = mapped_column(String(500), default="")
+    location: Mapped[str] = mapped_column(String(200), default="")
+    status: Mapped[str] = mapped_column(String(16), default=SubscriberStatus.PENDING)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    confirmation_sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    manage_link_sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (Index("ix_subscribers_status_created", "status", "created_at"),)
+
+
+class ConsentEvent(Base):
+    """The append-only consent record (STANDARDS 11). It outlives an erased subscriber, so it
+    refers to it by public_id and address hash, not by a foreign key."""
+
+    __tablename__ = "consent_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscriber_public_id: Mapped[str] = mapped_column(String(32), index=True)
+    email_hash: Mapped[str] = mapped_column(String(64), index=True)
+    event: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(500))
+    form_url: Mapped[str | None] = mapped_column(String(500))
+    consent_version: Mapped[str | None] = mapped_column(String(32))
+    consent_text: Mapped[str | None] = mapped_column(Text)
+    channel: Mapped[str | None] = mapped_column(String(32))
+    detail: Mapped[dict[str, object] | None] = mapped_column(JSON)
+
+
+class Suppression(Base):
+    """Addresses never to be mailed by accident (erased, bounced, complained, unsubscribed)."""
+
+    __tablename__ = "suppressions"
+
+    email_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class OutboxStatus:
+    PENDING = "pending"  # waiting to be (re)tried at next_attempt_at
+    SENDING = "sending"  # claimed by a worker until lease_until
+    SENT = "sent"
+    FAILED = "failed"  # given up: temporary failures past the give-up time, or unsendable
+    BOUNCED = "bounced"  # the relay refused the recipient permanently
+    CANCELLED = "cancelled"  # no longer wanted when its turn came (e.g. already confirmed)
+
+
+class OutboxMessage(Base):
+    """One transactional mail (confirmation, welcome, manage link), written in the same
+    transaction as the change that causes it, then queued by id."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    queued_at: Mapped[datetime | None] = mapped_column(DateTime)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    message_id: Mapped[str | None] = mapped_column(String(200))
+    last_error: Mapped[str | None] = mapped_column(String(500))
+
+    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+
+
+class OperatorAlarm(Base):
+    """Something an operator must act on (a relay refusing our sender, AUTH failing)."""
+
+    __tablename__ = "operator_alarms"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    kind: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(String(1000))

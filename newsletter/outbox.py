@@ -1,0 +1,269 @@
+"""Transactional mail through the outbox: a row written with the change that causes it,
+then delivered by id, exactly once per success, with retries and a give-up time.
+
+A delivery is claimed with a lease before anything is sent, and marked sent only after the
+relay accepted it: a crash in between leaves the row claimed until the lease expires, when
+the reconciler queues it again (at most that one in-flight message is doubled).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from .config import Settings
+from .db import Database
+from .mail import Renderer, ascii_address, build_message, list_headers, verp_sender
+from .models import (
+    ConsentEvent,
+    OperatorAlarm,
+    OutboxMessage,
+    OutboxStatus,
+    Subscriber,
+    SubscriberStatus,
+    Suppression,
+    utcnow,
+)
+from .tokens import tokens_for
+from .transport import (
+    BounceError,
+    PolicyError,
+    SmtpTransport,
+    TemporaryError,
+    UnsendableError,
+)
+
+log = logging.getLogger(__name__)
+
+CONFIRM = "confirm"
+WELCOME = "welcome"
+MANAGE = "manage"
+
+# Which subscriber states each kind of mail may still go to when its turn comes.
+_ALLOWED = {
+    CONFIRM: {SubscriberStatus.PENDING},
+    WELCOME: {SubscriberStatus.CONFIRMED},
+    MANAGE: {SubscriberStatus.CONFIRMED, SubscriberStatus.UNSUBSCRIBED},
+}
+
+
+def add_message(session: Session, subscriber: Subscriber, kind: str) -> OutboxMessage:
+    """Add an outbox row for `subscriber` to the session; queue its id after the commit."""
+    message = OutboxMessage(kind=kind, subscriber_id=subscriber.id, queued_at=utcnow())
+    session.add(message)
+    session.flush()
+    return message
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    detail: str = ""
+    retry_in: float | None = None
+
+
+def claim(session: Session, message_id: int, lease_seconds: float) -> bool:
+    """Take the message for this worker if it is due or its previous lease expired."""
+    now = utcnow()
+    result = session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.id == message_id,
+            or_(
+                and_(OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.next_attempt_at <= now),
+                and_(OutboxMessage.status == OutboxStatus.SENDING, OutboxMessage.lease_until < now),
+            ),
+        )
+        .values(
+            status=OutboxStatus.SENDING,
+            lease_until=now + timedelta(seconds=lease_seconds),
+            attempts=OutboxMessage.attempts + 1,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)
+
+
+def deliver(
+    database: Database,
+    settings: Settings,
+    message_id: int,
+    transport: SmtpTransport | None = None,
+    renderer: Renderer | None = None,
+) -> Outcome:
+    """Send outbox message `message_id` if it is due. Safe to call any number of times."""
+    with database.session_scope() as session:
+        if not claim(session, message_id, settings.send_lease_seconds):
+            return Outcome("skipped", "not due or already taken")
+
+    renderer = renderer or Renderer(settings)
+    own_transport = transport is None
+    transport = transport or SmtpTransport(settings)
+    try:
+        outcome = _send(database, settings, message_id, transport, renderer)
+    finally:
+        if own_transport:
+            transport.close()
+    return outcome
+
+
+def _send(
+    database: Database, settings: Settings, message_id: int, transport: SmtpTransport, renderer: Renderer
+) -> Outcome:
+    with database.session_scope() as session:
+        message = session.get(OutboxMessage, message_id)
+        if message is None:
+            return Outcome("skipped", "gone")
+        subscriber = session.get(Subscriber, message.subscriber_id)
+        if subscriber is None or subscriber.status not in _ALLOWED.get(message.kind, set()):
+            state = subscriber.status if subscriber else "erased"
+            _finish(session, message_id, OutboxStatus.CANCELLED, f"not needed any more: subscriber {state}")
+            return Outcome(OutboxStatus.CANCELLED)
+        suppressed = session.get(Suppression, subscriber.email_hash)
+        if suppressed is not None and suppressed.reason in ("bounced", "complained"):
+            _finish(session, message_id, OutboxStatus.CANCELLED, f"suppressed: {suppressed.reason}")
+            return Outcome(OutboxStatus.CANCELLED)
+        kind, attempts, created_at = message.kind, message.attempts, message.created_at
+        email, language, public_id = subscriber.email, subscriber.language, subscriber.public_id
+        status = subscriber.status
+
+    try:
+        utf8 = transport.smtputf8
+        recipient = email if utf8 else ascii_address(email)
+        if recipient is None:
+            raise UnsendableError(0, "the address needs SMTPUTF8 and the relay does not offer it")
+        composed, headers = _compose(settings, renderer, kind, language, public_id, status)
+        data, rfc_message_id = build_message(settings, composed, to=recipient, headers=headers, utf8=utf8)
+        transport.send(verp_sender(settings, public_id), recipient, data, utf8=utf8 and not recipient.isascii())
+    except TemporaryError as exc:
+        return _retry_or_give_up(database, settings, message_id, attempts, created_at, str(exc))
+    except PolicyError as exc:
+        log.error("relay refuses our mail (operator action needed): %s", exc)
+        with database.session_scope() as session:
+            session.add(OperatorAlarm(kind="smtp_policy", message=str(exc)[:1000]))
+        return _retry_or_give_up(database, settings, message_id, attempts, created_at, str(exc))
+    except BounceError as exc:
+        with database.session_scope() as session:
+            _finish(session, message_id, OutboxStatus.BOUNCED, str(exc))
+            mark_bounced(session, public_id, str(exc))
+        return Outcome(OutboxStatus.BOUNCED, str(exc))
+    except UnsendableError as exc:
+        with database.session_scope() as session:
+            _finish(session, message_id, OutboxStatus.FAILED, str(exc))
+        return Outcome(OutboxStatus.FAILED, str(exc))
+
+    with database.session_scope() as session:
+        _finish(session, message_id, OutboxStatus.SENT, None, rfc_message_id)
+        if kind == CONFIRM:
+            sub = session.scalar(select(Subscriber).where(Subscriber.public_id == public_id))
+            if sub is not None:
+                session.add(
+                    ConsentEvent(
+                        subscriber_public_id=public_id,
+                        email_hash=sub.email_hash,
+                        event="confirmation_sent",
+                        channel="email",
+                        detail={"message_id": rfc_message_id},
+                    )
+                )
+    return Outcome(OutboxStatus.SENT)
+
+
+def _compose(
+    settings: Settings, renderer: Renderer, kind: str, language: str, public_id: str, status: str
+) -> tuple[object, dict[str, str]]:
+    tokens = tokens_for(settings)
+    headers: dict[str, str] = {}
+    if kind == CONFIRM:
+        composed = renderer.render(
+            "confirm", language, confirm_url=settings.url(f"/confirm/{tokens.confirm(public_id)}"),
+            max_age_hours=int(settings.confirm_max_age_hours),
+        )
+        return composed, headers
+    unsubscribe_url = settings.url(f"/unsubscribe/{tokens.unsubscribe(public_id)}")
+    preferences_url = settings.url(f"/preferences/{tokens.preferences(public_id)}")
+    if status == SubscriberStatus.CONFIRMED:
+        headers = list_headers(settings, unsubscribe_url)
+    composed = renderer.render(
+        kind, language, unsubscribe_url=unsubscribe_url, preferences_url=preferences_url,
+        subscribed=status == SubscriberStatus.CONFIRMED,
+    )
+    return composed, headers
+
+
+def _finish(
+    session: Session, message_id: int, status: str, error: str | None, rfc_message_id: str | None = None
+) -> None:
+    values: dict[str, object] = {"status": status, "lease_until": None, "last_error": error and error[:500]}
+    if status == OutboxStatus.SENT:
+        values.update(sent_at=utcnow(), message_id=rfc_message_id)
+    session.execute(update(OutboxMessage).where(OutboxMessage.id == message_id).values(**values))
+
+
+def _retry_or_give_up(
+    database: Database, settings: Settings, message_id: int, attempts: int, created_at: object, error: str
+) -> Outcome:
+    now = utcnow()
+    delay = settings.retry_base_seconds * (2 ** max(attempts - 1, 0))
+    give_up_at = created_at + timedelta(seconds=settings.retry_give_up_seconds)  # type: ignore[operator]
+    with database.session_scope() as session:
+        if now + timedelta(seconds=delay) > give_up_at:
+            _finish(session, message_id, OutboxStatus.FAILED, f"gave up after {attempts} tries: {error}")
+            return Outcome(OutboxStatus.FAILED, error)
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == message_id)
+            .values(
+                status=OutboxStatus.PENDING,
+                lease_until=None,
+                next_attempt_at=now + timedelta(seconds=delay),
+                queued_at=now,
+                last_error=error[:500],
+            )
+        )
+    log.warning("outbox %s: temporary failure, retry in %.0f s: %s", message_id, delay, error)
+    return Outcome("retry", error, retry_in=delay)
+
+
+def mark_bounced(session: Session, public_id: str, detail: str) -> None:
+    """A permanent failure for this subscriber's address: stop mailing it for good."""
+    sub = session.scalar(select(Subscriber).where(Subscriber.public_id == public_id))
+    if sub is None:
+        return
+    sub.status = SubscriberStatus.BOUNCED
+    if session.get(Suppression, sub.email_hash) is None:
+        session.add(Suppression(email_hash=sub.email_hash, reason="bounced"))
+    session.add(
+        ConsentEvent(
+            subscriber_public_id=public_id, email_hash=sub.email_hash, event="bounced",
+            channel="smtp", detail={"reply": detail[:300]},
+        )
+    )
+
+
+def due_for_requeue(session: Session, grace_seconds: float) -> list[int]:
+    """Ids of messages the queue may have lost: due and not queued recently, or whose lease
+    ran out. Marks them queued now so the next reconcile does not repeat them at once."""
+    now = utcnow()
+    stale = now - timedelta(seconds=grace_seconds)
+    ids = list(
+        session.scalars(
+            select(OutboxMessage.id).where(
+                or_(
+                    and_(
+                        OutboxMessage.status == OutboxStatus.PENDING,
+                        OutboxMessage.next_attempt_at <= now,
+                        or_(OutboxMessage.queued_at.is_(None), OutboxMessage.queued_at <= stale),
+                    ),
+                    and_(OutboxMessage.status == OutboxStatus.SENDING, OutboxMessage.lease_until < now),
+                )
+            ).order_by(OutboxMessage.id).limit(10_000)
+        )
+    )
+    if ids:
+        session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids)).values(queued_at=now))
+    return ids

@@ -1,0 +1,122 @@
+"""`newsletter subscribers import`: moving an existing list in, consent record included.
+
+Rows with `confirmed_at` become confirmed subscribers whose consent event carries the old
+system's proof (time, IP, wording); rows without it get the double-opt-in mail. Every bad
+row is named with its line and reason and changes nothing; suppressed addresses are never
+re-added.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import ipaddress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session
+
+from . import outbox
+from .models import ConsentEvent, Subscriber, SubscriberStatus, Suppression, email_hash, utcnow
+from .validation import InvalidInput, clean_email, clean_language, clean_text
+
+REQUIRED_COLUMNS = ("email",)
+KNOWN_COLUMNS = ("email", "language", "keywords", "location", "confirmed_at", "consent_ip", "consent_text")
+
+
+@dataclass
+class ImportReport:
+    confirmed: int = 0
+    pending: int = 0
+    skipped: int = 0
+    rejected: list[str] = field(default_factory=list)
+    outbox_ids: list[int] = field(default_factory=list)
+
+
+def _parse_time(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput("confirmed_at", f"confirmed_at: not an ISO 8601 time: {value[:40]!r}") from None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    if parsed > utcnow():
+        raise InvalidInput("confirmed_at", "confirmed_at: lies in the future")
+    return parsed
+
+
+def _parse_ip(value: str) -> str | None:
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise InvalidInput("consent_ip", f"consent_ip: not an IP address: {value[:40]!r}") from None
+
+
+def import_csv(session: Session, text: str, source: str = "import") -> ImportReport:
+    """Import the CSV `text`; the caller commits and then queues report.outbox_ids."""
+    report = ImportReport()
+    reader = csv.DictReader(io.StringIO(text))
+    columns = [c.strip() for c in (reader.fieldnames or [])]
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        report.rejected.append(f"line 1: missing column(s) {', '.join(missing)}")
+        return report
+    seen: set[str] = set()
+    for row in reader:
+        line = reader.line_num
+        row = {(k or "").strip(): (v or "") for k, v in row.items() if k is not None}
+        try:
+            email = clean_email(row.get("email"))
+            hashed = email_hash(email)
+            if hashed in seen:
+                raise InvalidInput("email", "email: appears twice in this file")
+            seen.add(hashed)
+            language = clean_language(row.get("language", "").strip() or None)
+            keywords = clean_text("keywords", row.get("keywords"), 200)
+            location = clean_text("location", row.get("location"), 100)
+            confirmed_raw = row.get("confirmed_at", "").strip()
+            confirmed_at = _parse_time(confirmed_raw) if confirmed_raw else None
+            ip = _parse_ip(row.get("consent_ip", ""))
+            wording = clean_text("consent_text", row.get("consent_text"), 2000)
+            if confirmed_at is not None and not wording:
+                raise InvalidInput("consent_text", "consent_text: required with confirmed_at (the proof of consent)")
+        except InvalidInput as exc:
+            report.rejected.append(f"line {line}: {exc}")
+            continue
+        if session.get(Suppression, hashed) is not None:
+            report.rejected.append(f"line {line}: email: suppressed (bounced, complained, unsubscribed or erased)")
+            continue
+        if session.query(Subscriber.id).filter(Subscriber.email_hash == hashed).first() is not None:
+            report.skipped += 1
+            continue
+        status = SubscriberStatus.CONFIRMED if confirmed_at else SubscriberStatus.PENDING
+        now = utcnow()
+        sub = Subscriber(
+            email=email, email_hash=hashed, language=language, keywords=keywords, location=location,
+            status=status, created_at=confirmed_at or now, confirmed_at=confirmed_at,
+            confirmation_sent_at=None if confirmed_at else now,
+        )
+        session.add(sub)
+        session.flush()
+        if confirmed_at is not None:
+            session.add(
+                ConsentEvent(
+                    subscriber_public_id=sub.public_id, email_hash=hashed, event="imported",
+                    at=confirmed_at, ip=ip, consent_text=wording, channel="import",
+                    consent_version="imported", detail={"source": source, "imported_at": now.isoformat() + "Z"},
+                )
+            )
+            report.confirmed += 1
+        else:
+            session.add(
+                ConsentEvent(
+                    subscriber_public_id=sub.public_id, email_hash=hashed, event="signup", at=now,
+                    ip=ip, consent_text=wording or None, channel="import", detail={"source": source},
+                )
+            )
+            report.outbox_ids.append(outbox.add_message(session, sub, outbox.CONFIRM).id)
+            report.pending += 1
+    return report

@@ -1,0 +1,276 @@
+"""The subscriber lifecycle as explicit steps: signup, confirm, unsubscribe, preferences,
+export, erase, purge. Each takes a Session, leaves committing to its caller, and returns
+the outbox ids to queue once the caller has committed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from . import consent, outbox
+from .models import (
+    ConsentEvent,
+    OutboxMessage,
+    Subscriber,
+    SubscriberStatus,
+    Suppression,
+    email_hash,
+    utcnow,
+)
+from .validation import Preferences
+
+CONFIRMATION_INTERVAL = timedelta(hours=24)  # STANDARDS 28: one per address per day
+MANAGE_LINK_INTERVAL = timedelta(hours=1)
+HARD_SUPPRESSIONS = ("bounced", "complained")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a request came from, for the consent record."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+    form_url: str | None = None
+    channel: str = "web"
+
+
+def find(session: Session, public_id: str) -> Subscriber | None:
+    """The subscriber a token names, or None (erased, purged, never existed)."""
+    return session.scalar(select(Subscriber).where(Subscriber.public_id == public_id))
+
+
+def find_by_email(session: Session, email: str) -> Subscriber | None:
+    return session.scalar(select(Subscriber).where(Subscriber.email_hash == email_hash(email)))
+
+
+def _event(session: Session, sub: Subscriber, event: str, origin: Origin | None = None, **extra: Any) -> None:
+    origin = origin or Origin()
+    session.add(
+        ConsentEvent(
+            subscriber_public_id=sub.public_id,
+            email_hash=sub.email_hash,
+            event=event,
+            at=extra.pop("at", None) or utcnow(),
+            ip=origin.ip,
+            user_agent=(origin.user_agent or "")[:500] or None,
+            form_url=(origin.form_url or "")[:500] or None,
+            channel=origin.channel,
+            consent_version=extra.pop("consent_version", None),
+            consent_text=extra.pop("consent_text", None),
+            detail=extra or None,
+        )
+    )
+
+
+def _hard_suppressed(session: Session, hashed: str) -> bool:
+    entry = session.get(Suppression, hashed)
+    return entry is not None and entry.reason in HARD_SUPPRESSIONS
+
+
+def _due(last: datetime | None, interval: timedelta, now: datetime) -> bool:
+    return last is None or last <= now - interval
+
+
+def signup(session: Session, email: str, prefs: Preferences, origin: Origin) -> list[int]:
+    """Record a signup request. What happens depends on the address's state; what the
+    caller shows must not (STANDARDS 29). Returns outbox ids to queue after commit."""
+    now = utcnow()
+    hashed = email_hash(email)
+    if _hard_suppressed(session, hashed):
+        return []
+    sub = session.scalar(select(Subscriber).where(Subscriber.email_hash == hashed))
+    version = consent.CURRENT_VERSION
+    wording = consent.consent_text(prefs.language, version)
+    if sub is None:
+        sub = Subscriber(
+            email=email, email_hash=hashed, language=prefs.language, keywords=prefs.keywords,
+            location=prefs.location, status=SubscriberStatus.PENDING, created_at=now,
+        )
+        session.add(sub)
+        session.flush()
+    elif sub.status in (SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED):
+        return []
+    elif sub.status == SubscriberStatus.CONFIRMED:
+        # Already subscribed: a reminder with the preferences link, not a second opt-in,
+        # and no change to the preferences from an unauthenticated form.
+        if not _due(sub.manage_link_sent_at, CONFIRMATION_INTERVAL, now):
+            return []
+        sub.manage_link_sent_at = now
+        return [outbox.add_message(session, sub, outbox.MANAGE).id]
+    else:  # pending, or unsubscribed and signing up again: double opt-in once more
+        sub.status = SubscriberStatus.PENDING
+        sub.language, sub.keywords, sub.location = prefs.language, prefs.keywords, prefs.location
+    _event(session, sub, "signup", origin, consent_version=version, consent_text=wording)
+    if not _due(sub.confirmation_sent_at, CONFIRMATION_INTERVAL, now):
+        return []
+    sub.confirmation_sent_at = now
+    return [outbox.add_message(session, sub, outbox.CONFIRM).id]
+
+
+def confirm(session: Session, sub: Subscriber, origin: Origin) -> tuple[str, list[int]]:
+    """Confirm a pending subscriber: ('confirmed', ids), ('already', []) or ('invalid', [])."""
+    if sub.status == SubscriberStatus.CONFIRMED:
+        return "already", []
+    if sub.status != SubscriberStatus.PENDING:
+        return "invalid", []
+    if _hard_suppressed(session, sub.email_hash):
+        return "invalid", []
+    sub.status = SubscriberStatus.CONFIRMED
+    sub.confirmed_at = utcnow()
+    sub.unsubscribed_at = None
+    session.execute(delete(Suppression).where(Suppression.email_hash == sub.email_hash))
+    _event(session, sub, "confirmed", origin)
+    return "confirmed", [outbox.add_message(session, sub, outbox.WELCOME).id]
+
+
+def unsubscribe(session: Session, sub: Subscriber, origin: Origin, reason: str | None = None) -> bool:
+    """Stop all list mail to `sub`. True when this call changed something."""
+    if sub.status not in (SubscriberStatus.CONFIRMED, SubscriberStatus.PENDING):
+        return False
+    sub.status = SubscriberStatus.UNSUBSCRIBED
+    sub.unsubscribed_at = utcnow()
+    if session.get(Suppression, sub.email_hash) is None:
+        session.add(Suppression(email_hash=sub.email_hash, reason="unsubscribed"))
+    extra = {"reason": reason} if reason else {}
+    _event(session, sub, "unsubscribed", origin, **extra)
+    return True
+
+
+def update_preferences(session: Session, sub: Subscriber, prefs: Preferences, origin: Origin) -> bool:
+    """Change keywords, location and language. True when anything changed."""
+    old = {"keywords": sub.keywords, "location": sub.location, "language": sub.language}
+    new = {"keywords": prefs.keywords, "location": prefs.location, "language": prefs.language}
+    if old == new:
+        return False
+    sub.keywords, sub.location, sub.language = prefs.keywords, prefs.location, prefs.language
+    _event(session, sub, "preferences_changed", origin, before=old, after=new)
+    return True
+
+
+def request_manage_link(session: Session, email: str, origin: Origin) -> list[int]:
+    """Mail the preferences link to `email` if it is on the list; the caller answers the
+    same either way (STANDARDS 14, 29)."""
+    now = utcnow()
+    sub = find_by_email(session, email)
+    if sub is None:
+        return []
+    if sub.status == SubscriberStatus.PENDING:
+        if not _due(sub.confirmation_sent_at, CONFIRMATION_INTERVAL, now):
+            return []
+        sub.confirmation_sent_at = now
+        return [outbox.add_message(session, sub, outbox.CONFIRM).id]
+    if sub.status not in (SubscriberStatus.CONFIRMED, SubscriberStatus.UNSUBSCRIBED):
+        return []
+    if not _due(sub.manage_link_sent_at, MANAGE_LINK_INTERVAL, now):
+        return []
+    sub.manage_link_sent_at = now
+    _event(session, sub, "manage_link_requested", origin)
+    return [outbox.add_message(session, sub, outbox.MANAGE).id]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() + "Z" if value else None
+
+
+def export(session: Session, sub: Subscriber) -> dict[str, Any]:
+    """Everything held about `sub` (STANDARDS 14), consent log included, as JSON-ready data."""
+    events = session.scalars(
+        select(ConsentEvent).where(ConsentEvent.subscriber_public_id == sub.public_id).order_by(ConsentEvent.id)
+    )
+    mails = session.scalars(select(OutboxMessage).where(OutboxMessage.subscriber_id == sub.id).order_by(OutboxMessage.id))
+    return {
+        "subscriber": {
+            "email": sub.email,
+            "status": sub.status,
+            "language": sub.language,
+            "keywords": sub.keywords,
+            "location": sub.location,
+            "created_at": _iso(sub.created_at),
+            "confirmation_sent_at": _iso(sub.confirmation_sent_at),
+            "confirmed_at": _iso(sub.confirmed_at),
+            "unsubscribed_at": _iso(sub.unsubscribed_at),
+        },
+        "consent_log": [
+            {
+                "event": e.event,
+                "at": _iso(e.at),
+                "ip": e.ip,
+                "user_agent": e.user_agent,
+                "form_url": e.form_url,
+                "channel": e.channel,
+                "consent_version": e.consent_version,
+                "consent_text": e.consent_text,
+                "detail": e.detail,
+            }
+            for e in events
+        ],
+        "mails": [
+            {"kind": m.kind, "status": m.status, "created_at": _iso(m.created_at), "sent_at": _iso(m.sent_at)}
+            for m in mails
+        ],
+    }
+
+
+def erase(session: Session, sub: Subscriber, origin: Origin) -> None:
+    """Delete the subscriber; keep a hashed suppression entry and the consent proof
+    (STANDARDS 15), which purge_consent_records removes after its retention time."""
+    entry = session.get(Suppression, sub.email_hash)
+    if entry is None:
+        session.add(Suppression(email_hash=sub.email_hash, reason="erased"))
+    elif entry.reason not in HARD_SUPPRESSIONS:
+        entry.reason = "erased"
+    _event(session, sub, "erased", origin)
+    session.execute(delete(OutboxMessage).where(OutboxMessage.subscriber_id == sub.id))
+    session.delete(sub)
+
+
+def purge_unconfirmed(session: Session, retention_days: int, now: datetime | None = None) -> int:
+    """Delete signups left unconfirmed for `retention_days` (STANDARDS 12), with their
+    signup records when they never confirmed anything. Returns how many went."""
+    cutoff = (now or utcnow()) - timedelta(days=retention_days)
+    stale = list(
+        session.scalars(
+            select(Subscriber).where(
+                Subscriber.status == SubscriberStatus.PENDING,
+                func.coalesce(Subscriber.confirmation_sent_at, Subscriber.created_at) < cutoff,
+            )
+        )
+    )
+    for sub in stale:
+        ever_confirmed = session.scalar(
+            select(func.count()).select_from(ConsentEvent).where(
+                ConsentEvent.subscriber_public_id == sub.public_id,
+                ConsentEvent.event.in_(("confirmed", "imported")),
+            )
+        )
+        if not ever_confirmed:
+            session.execute(delete(ConsentEvent).where(ConsentEvent.subscriber_public_id == sub.public_id))
+        session.execute(delete(OutboxMessage).where(OutboxMessage.subscriber_id == sub.id))
+        session.delete(sub)
+    return len(stale)
+
+
+def purge_consent_records(session: Session, retention_days: int, now: datetime | None = None) -> int:
+    """Delete the consent proof of subscribers gone for longer than its retention time."""
+    cutoff = (now or utcnow()) - timedelta(days=retention_days)
+    gone = (
+        select(ConsentEvent.subscriber_public_id)
+        .where(~ConsentEvent.subscriber_public_id.in_(select(Subscriber.public_id)))
+        .group_by(ConsentEvent.subscriber_public_id)
+        .having(func.max(ConsentEvent.at) < cutoff)
+    )
+    result = session.execute(delete(ConsentEvent).where(ConsentEvent.subscriber_public_id.in_(gone)))
+    return int(result.rowcount or 0)
+
+
+def stats(session: Session) -> dict[str, int]:
+    """Subscribers per state, every state present (zero when none)."""
+    counts = dict.fromkeys(SubscriberStatus.ALL, 0)
+    for status, count in session.execute(select(Subscriber.status, func.count()).group_by(Subscriber.status)):
+        counts[status] = count
+    counts["suppressed"] = session.scalar(select(func.count()).select_from(Suppression)) or 0
+    return counts

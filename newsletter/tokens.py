@@ -1,0 +1,81 @@
+"""One itsdangerous serializer per purpose, each with its own salt (STANDARDS 26).
+
+Tokens carry only a subscriber's random public_id: never the address, never the row id.
+Confirmation tokens expire; unsubscribe and preference tokens do not, and every key in
+NEWSLETTER_SECRET_KEY_FALLBACKS still verifies them after a rotation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+
+CONFIRM_SALT = "newsletter.confirm.v1"
+UNSUBSCRIBE_SALT = "newsletter.unsubscribe.v1"
+PREFERENCES_SALT = "newsletter.preferences.v1"
+
+
+class TokenInvalid(Exception):
+    """The token was altered, is of another kind, or was signed with an unknown key."""
+
+
+class TokenExpired(Exception):
+    """A confirmation token older than its maximum age."""
+
+
+@dataclass(frozen=True)
+class Tokens:
+    keys: list[str]
+    confirm_max_age_seconds: float
+
+    def _timed(self) -> URLSafeTimedSerializer:
+        return URLSafeTimedSerializer(self.keys, salt=CONFIRM_SALT)
+
+    def _plain(self, salt: str) -> URLSafeSerializer:
+        return URLSafeSerializer(self.keys, salt=salt)
+
+    def confirm(self, public_id: str) -> str:
+        return self._timed().dumps(public_id)
+
+    def read_confirm(self, token: str) -> str:
+        try:
+            value = self._timed().loads(token, max_age=self.confirm_max_age_seconds)
+        except SignatureExpired:
+            raise TokenExpired() from None
+        except BadSignature:
+            raise TokenInvalid() from None
+        return _as_public_id(value)
+
+    def unsubscribe(self, public_id: str) -> str:
+        return self._plain(UNSUBSCRIBE_SALT).dumps(public_id)
+
+    def read_unsubscribe(self, token: str) -> str:
+        return self._read_plain(UNSUBSCRIBE_SALT, token)
+
+    def preferences(self, public_id: str) -> str:
+        return self._plain(PREFERENCES_SALT).dumps(public_id)
+
+    def read_preferences(self, token: str) -> str:
+        return self._read_plain(PREFERENCES_SALT, token)
+
+    def _read_plain(self, salt: str, token: str) -> str:
+        try:
+            value = self._plain(salt).loads(token)
+        except BadSignature:
+            raise TokenInvalid() from None
+        return _as_public_id(value)
+
+
+def _as_public_id(value: object) -> str:
+    if not isinstance(value, str) or not 8 <= len(value) <= 32:
+        raise TokenInvalid()
+    return value
+
+
+def tokens_for(settings: object) -> Tokens:
+    """The Tokens of a Settings object."""
+    from .config import Settings
+
+    assert isinstance(settings, Settings)
+    return Tokens(settings.signing_keys, settings.confirm_max_age_hours * 3600)

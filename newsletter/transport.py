@@ -1,0 +1,162 @@
+"""The one SMTP transport every mail leaves through, and the meaning of the relay's answers.
+
+Classification (STANDARDS 22-24): 4xx and lost connections are temporary and retried;
+a 5xx for the recipient is a bounce; 5.7.x and a refused sender are the operator's problem
+(an alarm, retried), never the reader's bounce.
+"""
+
+from __future__ import annotations
+
+import re
+import smtplib
+import socket
+import ssl
+from types import TracebackType
+
+from .config import Settings
+
+
+class DeliveryError(Exception):
+    """The relay did not accept a message. `code` is the SMTP reply code (0: no reply)."""
+
+    def __init__(self, code: int, detail: str) -> None:
+        super().__init__(f"{code} {detail}".strip())
+        self.code = code
+        self.detail = detail
+
+
+class TemporaryError(DeliveryError):
+    """Try again later: 4xx, a timeout or a lost connection."""
+
+
+class BounceError(DeliveryError):
+    """The recipient was refused for good (5xx): suppress the address."""
+
+
+class PolicyError(DeliveryError):
+    """The relay refuses us, not the reader (5.7.x, sender refused, AUTH): alarm and retry."""
+
+
+class UnsendableError(DeliveryError):
+    """The message cannot be sent through this relay at all (e.g. it lacks SMTPUTF8)."""
+
+
+_ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})")
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+
+
+def classify(code: int, raw_detail: bytes | str, *, sender_side: bool = False) -> DeliveryError:
+    """Turn an SMTP reply into the error that says what to do about it."""
+    detail = _text(raw_detail)[:400]
+    enhanced = _ENHANCED.match(detail)
+    if 400 <= code < 500:
+        return TemporaryError(code, detail)
+    if enhanced and enhanced.group(1) == "5" and enhanced.group(2) == "7":
+        return PolicyError(code, detail)
+    if sender_side and code >= 500:
+        return PolicyError(code, detail)
+    if code >= 500:
+        return BounceError(code, detail)
+    return TemporaryError(code, detail)
+
+
+class SmtpTransport:
+    """An SMTP connection to the relay, reusable for many messages.
+
+    Use as a context manager; `send` reconnects when the previous connection was lost.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._conn: smtplib.SMTP | None = None
+
+    def __enter__(self) -> SmtpTransport:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def open(self) -> smtplib.SMTP:
+        """Connect, secure and log in as configured; return the live connection."""
+        if self._conn is not None:
+            return self._conn
+        s = self.settings
+        context = ssl.create_default_context()
+        try:
+            conn: smtplib.SMTP
+            if s.smtp_security == "tls":
+                conn = smtplib.SMTP_SSL(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout_seconds, context=context)
+            else:
+                conn = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout_seconds)
+            conn.ehlo()
+            if s.smtp_security == "starttls":
+                if not conn.has_extn("starttls"):
+                    conn.close()
+                    raise PolicyError(0, "the relay does not offer STARTTLS but NEWSLETTER_SMTP_SECURITY=starttls")
+                conn.starttls(context=context)
+                conn.ehlo()
+            if s.smtp_username:
+                conn.login(s.smtp_username, s.smtp_password)
+        except smtplib.SMTPAuthenticationError as exc:
+            raise PolicyError(exc.smtp_code, "SMTP AUTH refused: " + _text(exc.smtp_error)) from None
+        except smtplib.SMTPResponseException as exc:
+            raise classify(exc.smtp_code, exc.smtp_error, sender_side=True) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TemporaryError(0, f"cannot reach {s.smtp_host}:{s.smtp_port}: {exc}") from None
+        self._conn = conn
+        return conn
+
+    @property
+    def smtputf8(self) -> bool:
+        """Whether the relay offers SMTPUTF8 (RFC 6531)."""
+        return bool(self.open().has_extn("smtputf8"))
+
+    def send(self, envelope_from: str, recipient: str, data: bytes, *, utf8: bool = False) -> None:
+        """Send one message to one recipient or raise the DeliveryError that says why not."""
+        conn = self.open()
+        options = ["SMTPUTF8", "BODY=8BITMIME"] if utf8 else []
+        try:
+            refused = conn.sendmail(envelope_from, [recipient], data, mail_options=options)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, detail = next(iter(exc.recipients.values()))
+            raise classify(code, detail) from None
+        except smtplib.SMTPSenderRefused as exc:
+            raise classify(exc.smtp_code, exc.smtp_error, sender_side=True) from None
+        except smtplib.SMTPNotSupportedError as exc:
+            raise UnsendableError(0, str(exc)) from None
+        except smtplib.SMTPResponseException as exc:
+            if exc.smtp_code in (421, -1):
+                self._drop()
+            raise classify(exc.smtp_code, exc.smtp_error) from None
+        except (OSError, smtplib.SMTPServerDisconnected, socket.timeout) as exc:
+            self._drop()
+            raise TemporaryError(0, f"connection lost: {exc}") from None
+        if refused:
+            code, detail = next(iter(refused.values()))
+            raise classify(code, detail)
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        """Say QUIT politely; a broken connection is just dropped."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            conn.quit()
+        except (OSError, smtplib.SMTPException):
+            try:
+                conn.close()
+            except OSError:
+                pass

@@ -1,0 +1,88 @@
+"""Validation of what people type: addresses and the short preference fields.
+
+Anything with control characters (CR/LF header tricks, STANDARDS 27) is refused outright
+rather than cleaned, so that a hostile submission changes nothing and mails nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from email_validator import EmailNotValidError, validate_email
+
+from .consent import LANGUAGES
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# RFC 2047 encoded-words in user text would be decoded by some mail clients into headers.
+_ENCODED_WORD = re.compile(r"=\?[^?]*\?[bBqQ]\?", re.ASCII)
+
+MAX_KEYWORDS = 200
+MAX_LOCATION = 100
+
+
+class InvalidInput(ValueError):
+    """A field is not acceptable; `field` names it, str() says why in one line."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Preferences:
+    keywords: str
+    location: str
+    language: str
+
+
+def clean_text(field: str, value: object, max_length: int) -> str:
+    """A single line of text: stripped, NFC, no control characters, at most max_length."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidInput(field, f"{field}: expected text")
+    if _CONTROL.search(value):
+        raise InvalidInput(field, f"{field}: line breaks and control characters are not allowed")
+    if _ENCODED_WORD.search(value):
+        raise InvalidInput(field, f"{field}: '=?' encoded words are not allowed")
+    text = " ".join(unicodedata.normalize("NFC", value).split())
+    if len(text) > max_length:
+        raise InvalidInput(field, f"{field}: at most {max_length} characters")
+    return text
+
+
+def clean_email(value: object) -> str:
+    """The normalised address (domain lower-cased, Unicode kept) or InvalidInput."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput("email", "email: an email address is required")
+    if _CONTROL.search(value) or _ENCODED_WORD.search(value):
+        raise InvalidInput("email", "email: line breaks and control characters are not allowed")
+    raw = value.strip()
+    if len(raw) > 254:
+        raise InvalidInput("email", "email: the address is too long")
+    try:
+        result = validate_email(raw, check_deliverability=False, allow_quoted_local=False)
+    except EmailNotValidError as exc:
+        raise InvalidInput("email", f"email: {exc}") from None
+    if "," in result.normalized or "<" in result.normalized or '"' in result.normalized:
+        raise InvalidInput("email", "email: only a plain address is allowed")
+    return result.normalized
+
+
+def clean_language(value: object, default: str = "de") -> str:
+    if value in (None, ""):
+        return default
+    if value not in LANGUAGES:
+        raise InvalidInput("language", f"language: expected one of {', '.join(LANGUAGES)}")
+    return str(value)
+
+
+def clean_preferences(data: dict[str, object], default_language: str = "de") -> Preferences:
+    """keywords, location and language from a form or JSON body."""
+    return Preferences(
+        keywords=clean_text("keywords", data.get("keywords"), MAX_KEYWORDS),
+        location=clean_text("location", data.get("location"), MAX_LOCATION),
+        language=clean_language(data.get("language"), default_language),
+    )

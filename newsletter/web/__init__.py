@@ -1,0 +1,1 @@
+"""Blueprints: they parse and validate, call the domain, commit, and render."""

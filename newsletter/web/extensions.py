@@ -1,0 +1,79 @@
+"""Redis and Flask-Limiter for the web app, and queueing after a commit."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from flask import Flask, current_app
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from redis import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import update
+
+from ..config import Settings
+from ..db import get_session
+from ..models import OutboxMessage
+
+log = logging.getLogger(__name__)
+
+limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enabled=True)
+
+
+def settings() -> Settings:
+    """The Settings of the current app."""
+    value: Settings = current_app.extensions["newsletter_settings"]
+    return value
+
+
+def redis() -> Redis:
+    value: Redis = current_app.extensions["newsletter_redis"]
+    return value
+
+
+def init_redis(app: Flask, s: Settings) -> None:
+    from worker.context import redis_from_settings
+
+    app.extensions["newsletter_redis"] = redis_from_settings(s, socket_connect_timeout=1, socket_timeout=2)
+
+
+def limiter_storage_uri(redis_url: str) -> str:
+    """Flask-Limiter names a Redis unix socket `redis+unix://`."""
+    if redis_url.startswith("unix://"):
+        return "redis+unix://" + redis_url[len("unix://"):]
+    return redis_url
+
+
+def init_limiter(app: Flask, s: Settings) -> None:
+    # With Redis gone the limits fall back to memory rather than failing the signup:
+    # Redis only carries work (DESIGN), the database holds the signup.
+    app.config.update(
+        RATELIMIT_STORAGE_URI=limiter_storage_uri(s.redis_url),
+        RATELIMIT_STORAGE_OPTIONS={"socket_connect_timeout": 1, "socket_timeout": 2},
+        RATELIMIT_SWALLOW_ERRORS=True,
+        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
+        RATELIMIT_KEY_PREFIX="newsletter",
+    )
+    limiter.init_app(app)
+
+
+def signup_limit() -> str:
+    return settings().signup_rate_limit
+
+
+def enqueue_outbox_after_commit(ids: Iterable[int]) -> None:
+    """Queue committed outbox rows. With Redis down the signup still succeeds: the rows are
+    marked never-queued and the reconciler sends them once Redis is back."""
+    ids = list(ids)
+    if not ids:
+        return
+    from worker.queues import enqueue_outbox
+
+    try:
+        enqueue_outbox(redis(), ids)
+    except RedisError as exc:
+        log.warning("Redis unavailable, %d mail(s) left to the reconciler: %s", len(ids), exc)
+        session = get_session()
+        session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids)).values(queued_at=None))
+        session.commit()

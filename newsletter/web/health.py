@@ -1,0 +1,30 @@
+"""GET /healthz: 200 when the database and Redis answer, 503 otherwise."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+from redis.exceptions import RedisError
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..db import get_session
+from .extensions import redis
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> tuple[Response, int]:
+    checks: dict[str, str] = {}
+    try:
+        get_session().execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except SQLAlchemyError as exc:
+        checks["database"] = f"error: {type(exc).__name__}"
+    try:
+        redis().ping()
+        checks["redis"] = "ok"
+    except RedisError as exc:
+        checks["redis"] = f"error: {type(exc).__name__}"
+    healthy = all(value == "ok" for value in checks.values())
+    return jsonify(status="ok" if healthy else "unavailable", checks=checks), 200 if healthy else 503

@@ -1,0 +1,30 @@
+"""Page language: German first, English too (Flask-Babel; catalogues in newsletter/translations)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask, g, request
+from flask_babel import Babel, get_locale
+
+from ..consent import LANGUAGES
+
+TRANSLATIONS = Path(__file__).resolve().parent.parent / "translations"
+
+
+def select_locale() -> str:
+    """?lang= wins, then a language the view chose (a subscriber's), then the browser's."""
+    asked = request.args.get("lang") or request.form.get("language") if request else None
+    if asked in LANGUAGES:
+        return str(asked)
+    chosen = g.get("page_language")
+    if chosen in LANGUAGES:
+        return str(chosen)
+    return request.accept_languages.best_match(LANGUAGES, default="de") or "de"
+
+
+def init_app(app: Flask) -> None:
+    app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(TRANSLATIONS)
+    app.config["BABEL_DEFAULT_LOCALE"] = "de"
+    Babel(app, locale_selector=select_locale)
+    app.jinja_env.globals["get_locale"] = get_locale

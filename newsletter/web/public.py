@@ -1,0 +1,336 @@
+"""The reader's pages: signup, confirm, one-click unsubscribe, preferences, manage link."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Response, g, jsonify, redirect, render_template, request, url_for
+from sqlalchemy.exc import IntegrityError
+
+from .. import consent, subscriptions
+from ..db import get_session
+from ..models import Subscriber, SubscriberStatus
+from ..tokens import TokenExpired, TokenInvalid, tokens_for
+from ..validation import InvalidInput, clean_email, clean_preferences, clean_text
+from .errors import error_response, wants_json
+from .extensions import enqueue_outbox_after_commit, limiter, settings, signup_limit
+
+bp = Blueprint("public", __name__)
+
+HONEYPOT = "website"
+
+
+def _origin(data: Any = None, channel: str = "web") -> subscriptions.Origin:
+    form_url = None
+    if data is not None:
+        try:
+            candidate = clean_text("form_url", data.get("form_url"), 500)
+        except InvalidInput:
+            candidate = ""
+        if urlsplit(candidate).scheme in ("http", "https"):
+            form_url = candidate
+    return subscriptions.Origin(
+        ip=request.remote_addr,
+        user_agent=request.user_agent.string or None,
+        form_url=form_url or request.referrer or request.base_url,
+        channel=channel,
+    )
+
+
+def _page(template: str, status: int = 200, **context: Any) -> Response:
+    response = Response(render_template(template, **context), mimetype="text/html")
+    response.status_code = status
+    return response
+
+
+def _request_data() -> dict[str, Any]:
+    if request.is_json:
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict):
+            raise InvalidInput("body", "body: expected a JSON object")
+        return data
+    return request.form.to_dict(flat=True)
+
+
+def _with_retry(step: Callable[[], list[int]]) -> list[int]:
+    """Run a step that inserts a subscriber; a concurrent signup of the same address makes
+    the first try collide on the unique hash, and the second finds the row."""
+    session = get_session()
+    for attempt in (1, 2):
+        try:
+            ids = step()
+            session.commit()
+            return ids
+        except IntegrityError:
+            session.rollback()
+            if attempt == 2:
+                raise
+    return []
+
+
+def _form_context(**extra: Any) -> dict[str, Any]:
+    from flask_babel import get_locale
+
+    lang = str(get_locale() or "de")
+    context = {
+        "consent_text": consent.consent_text(lang),
+        "consent_version": consent.CURRENT_VERSION,
+        "privacy_url": settings().privacy_url,
+        "values": {},
+        "errors": {},
+    }
+    context.update(extra)
+    return context
+
+
+@bp.get("/")
+def index() -> Response:
+    return redirect(url_for("public.subscribe_form"), code=302)  # type: ignore[return-value]
+
+
+@bp.get("/subscribe")
+def subscribe_form() -> Response:
+    return _page("subscribe.html", **_form_context())
+
+
+@bp.post("/subscribe")
+@limiter.limit(signup_limit, methods=["POST"])
+def subscribe() -> Response:
+    data: dict[str, Any] = {}
+    try:
+        data = _request_data()
+        if data.get(HONEYPOT):
+            return _signup_answer()  # a bot: the normal answer, nothing stored, nothing mailed
+        email = clean_email(data.get("email"))
+        prefs = clean_preferences(data, default_language=_default_language())
+    except InvalidInput as exc:
+        if wants_json():
+            return error_response(400, str(exc), exc.field)
+        values = {k: str(data.get(k) or "")[:300] for k in ("email", "keywords", "location", "language")}
+        return _page("subscribe.html", 400, **_form_context(values=values, errors={exc.field: str(exc)}))
+    origin = _origin(data)
+    ids = _with_retry(lambda: subscriptions.signup(get_session(), email, prefs, origin))
+    enqueue_outbox_after_commit(ids)
+    return _signup_answer()
+
+
+def _default_language() -> str:
+    from flask_babel import get_locale
+
+    return str(get_locale() or "de")
+
+
+def _signup_answer() -> Response:
+    """The one answer for every address state (STANDARDS 29)."""
+    if wants_json():
+        response = jsonify(status="pending")
+        response.status_code = 202
+        return response
+    return _page("subscribe_done.html")
+
+
+# -- confirmation ------------------------------------------------------------------------
+
+def _confirm_target(token: str) -> tuple[Subscriber | None, Response | None]:
+    try:
+        public_id = tokens_for(settings()).read_confirm(token)
+    except TokenExpired:
+        return None, _page("confirm_expired.html", 410)
+    except TokenInvalid:
+        return None, _page("link_invalid.html", 400)
+    sub = subscriptions.find(get_session(), public_id)
+    if sub is None:
+        return None, _page("link_invalid.html", 404, gone=True)
+    g.page_language = sub.language
+    return sub, None
+
+
+@bp.get("/confirm/<token>")
+def confirm_page(token: str) -> Response:
+    sub, problem = _confirm_target(token)
+    if problem is not None:
+        return problem
+    assert sub is not None
+    if sub.status == SubscriberStatus.CONFIRMED:
+        return _page("confirm_done.html", already=True, **_links(sub))
+    if sub.status != SubscriberStatus.PENDING:
+        return _page("link_invalid.html", 410, gone=True)
+    return _page("confirm.html", token=token)
+
+
+@bp.post("/confirm/<token>")
+def confirm(token: str) -> Response:
+    sub, problem = _confirm_target(token)
+    if problem is not None:
+        return problem
+    assert sub is not None
+    session = get_session()
+    result, ids = subscriptions.confirm(session, sub, _origin())
+    session.commit()
+    enqueue_outbox_after_commit(ids)
+    if result == "invalid":
+        return _page("link_invalid.html", 410, gone=True)
+    return _page("confirm_done.html", already=result == "already", **_links(sub))
+
+
+def _links(sub: Subscriber) -> dict[str, str]:
+    tokens = tokens_for(settings())
+    return {
+        "preferences_url": url_for("public.preferences", token=tokens.preferences(sub.public_id)),
+        "unsubscribe_url": url_for("public.unsubscribe", token=tokens.unsubscribe(sub.public_id)),
+    }
+
+
+# -- one-click unsubscribe (RFC 8058) --------------------------------------------------------
+
+def _unsubscribe_target(token: str) -> tuple[str | None, Response | None]:
+    try:
+        return tokens_for(settings()).read_unsubscribe(token), None
+    except TokenInvalid:
+        return None, _page("link_invalid.html", 400)
+
+
+@bp.route("/unsubscribe/<token>", methods=["GET", "HEAD"])
+def unsubscribe_page(token: str) -> Response:
+    public_id, problem = _unsubscribe_target(token)
+    if problem is not None:
+        return problem
+    sub = subscriptions.find(get_session(), str(public_id))
+    if sub is not None:
+        g.page_language = sub.language
+    subscribed = sub is not None and sub.status in (SubscriberStatus.CONFIRMED, SubscriberStatus.PENDING)
+    return _page("unsubscribe.html", token=token, subscribed=subscribed)
+
+
+@bp.post("/unsubscribe/<token>")
+def unsubscribe(token: str) -> Response:
+    """One click: no cookie, no CSRF token, 200 and no redirect; repeating it is fine."""
+    public_id, problem = _unsubscribe_target(token)
+    if problem is not None:
+        return problem
+    session = get_session()
+    sub = subscriptions.find(session, str(public_id))
+    if sub is not None:
+        g.page_language = sub.language
+        one_click = request.form.get("List-Unsubscribe") == "One-Click"
+        reason = None
+        if not one_click:
+            try:
+                reason = clean_text("reason", request.form.get("reason"), 100) or None
+            except InvalidInput:
+                reason = None
+        channel = "one-click" if one_click else "web"
+        subscriptions.unsubscribe(session, sub, _origin(channel=channel), reason)
+        session.commit()
+    resubscribe_url = url_for("public.subscribe_form")
+    return _page("unsubscribe_done.html", resubscribe_url=resubscribe_url)
+
+
+# -- preferences, export, erase -----------------------------------------------------------
+
+def _preferences_target(token: str) -> tuple[Subscriber | None, Response | None]:
+    try:
+        public_id = tokens_for(settings()).read_preferences(token)
+    except TokenInvalid:
+        return None, _page("link_invalid.html", 400)
+    sub = subscriptions.find(get_session(), public_id)
+    if sub is None:
+        return None, _page("link_invalid.html", 404, gone=True)
+    g.page_language = sub.language
+    return sub, None
+
+
+def _preferences_page(sub: Subscriber, token: str, status: int = 200, **extra: Any) -> Response:
+    values = {"keywords": sub.keywords, "location": sub.location, "language": sub.language}
+    values.update(extra.pop("values", {}))
+    return _page(
+        "preferences.html", status, sub=sub, token=token, values=values,
+        errors=extra.pop("errors", {}), subscribed=sub.status == SubscriberStatus.CONFIRMED,
+        unsubscribe_url=_links(sub)["unsubscribe_url"], **extra,
+    )
+
+
+@bp.get("/preferences/<token>")
+def preferences(token: str) -> Response:
+    sub, problem = _preferences_target(token)
+    if problem is not None:
+        return problem
+    assert sub is not None
+    return _preferences_page(sub, token)
+
+
+@bp.post("/preferences/<token>")
+def update_preferences(token: str) -> Response:
+    sub, problem = _preferences_target(token)
+    if problem is not None:
+        return problem
+    assert sub is not None
+    session = get_session()
+    try:
+        prefs = clean_preferences(request.form.to_dict(), default_language=sub.language)
+    except InvalidInput as exc:
+        values = {k: request.form.get(k, "")[:300] for k in ("keywords", "location", "language")}
+        return _preferences_page(sub, token, 400, values=values, errors={exc.field: str(exc)})
+    changed = subscriptions.update_preferences(session, sub, prefs, _origin())
+    session.commit()
+    g.page_language = sub.language
+    return _preferences_page(sub, token, saved=changed)
+
+
+@bp.get("/preferences/<token>/data.json")
+def export(token: str) -> Response:
+    sub, problem = _preferences_target(token)
+    if problem is not None:
+        return problem
+    assert sub is not None
+    body = json.dumps(subscriptions.export(get_session(), sub), ensure_ascii=False, indent=2)
+    response = Response(body, mimetype="application/json")
+    response.headers["Content-Disposition"] = 'attachment; filename="newsletter-data.json"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post("/preferences/<token>/erase")
+def erase(token: str) -> Response:
+    sub, problem = _preferences_target(token)
+    if problem is not None:
+        return problem
+    assert sub is not None
+    if request.form.get("confirm") != "yes":
+        return _preferences_page(sub, token, 400, errors={"erase": "confirm"})
+    session = get_session()
+    subscriptions.erase(session, sub, _origin())
+    session.commit()
+    return _page("erased.html")
+
+
+# -- "manage my subscription": the link by mail ----------------------------------------------
+
+@bp.get("/manage")
+def manage_form() -> Response:
+    return _page("manage.html", values={}, errors={})
+
+
+@bp.post("/manage")
+@limiter.limit(signup_limit, methods=["POST"])
+def manage() -> Response:
+    try:
+        email = clean_email(request.form.get("email"))
+    except InvalidInput as exc:
+        return _page(
+            "manage.html", 400, values={"email": request.form.get("email", "")[:300]},
+            errors={"email": str(exc)},
+        )
+    session = get_session()
+    ids = subscriptions.request_manage_link(session, email, _origin())
+    session.commit()
+    enqueue_outbox_after_commit(ids)
+    return _page("manage_done.html")
+
+
+@bp.app_context_processor
+def _page_globals() -> dict[str, Any]:
+    return {"privacy_url": settings().privacy_url}

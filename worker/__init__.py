@@ -1,0 +1,1 @@
+"""The RQ side of the service: queues, thin jobs, the worker and the scheduler."""

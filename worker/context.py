@@ -1,0 +1,58 @@
+"""What a job needs (settings, database, Redis), built once per process from the
+environment. RQ forks a work horse per job: a child must not reuse its parent's
+database connections, so the context is rebuilt when the process id changes."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from redis import Redis
+
+from newsletter.config import Settings, load_settings
+from newsletter.db import Database
+
+
+@dataclass
+class Context:
+    settings: Settings
+    database: Database
+    redis: Redis
+    pid: int
+
+
+_current: Context | None = None
+
+
+def redis_from_settings(settings: Settings, **options: object) -> Redis:
+    """A Redis client for NEWSLETTER_REDIS_URL with short timeouts: Redis only carries work,
+    so a request must not hang when it is gone."""
+    options.setdefault("socket_connect_timeout", 2)
+    options.setdefault("socket_timeout", 5)
+    return Redis.from_url(settings.redis_url, **options)  # type: ignore[arg-type]
+
+
+def configure(settings: Settings) -> Context:
+    """Set the process's context (the CLI does this before starting a worker)."""
+    global _current
+    if _current is not None and _current.pid == os.getpid():
+        _current.database.dispose()
+    _current = Context(settings, Database(settings.database_url), redis_from_settings(settings), os.getpid())
+    return _current
+
+
+def get() -> Context:
+    """The context of this process, rebuilt after a fork."""
+    global _current
+    if _current is None:
+        return configure(load_settings())
+    if _current.pid != os.getpid():
+        # Forked: drop inherited pool entries without closing the parent's sockets.
+        _current.database.engine.dispose(close=False)
+        _current = Context(
+            _current.settings,
+            Database(_current.settings.database_url),
+            redis_from_settings(_current.settings),
+            os.getpid(),
+        )
+    return _current

@@ -1,0 +1,48 @@
+"""Starting a worker and the scheduler (called by `newsletter worker` and `newsletter scheduler`)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from redis.exceptions import RedisError
+from rq import Queue, Worker
+from rq.cron import CronScheduler
+
+from newsletter.config import Settings
+
+from . import context, jobs, queues
+
+log = logging.getLogger(__name__)
+
+RECONCILE_EVERY_SECONDS = 60
+PURGE_EVERY_SECONDS = 3600
+
+
+def run_worker(settings: Settings, burst: bool = False) -> bool:
+    """Reconcile, then work all queues (with RQ's scheduler, for retries at a time)."""
+    ctx = context.configure(settings)
+    jobs.reconcile()
+    worker = Worker([Queue(name, connection=ctx.redis) for name in queues.ALL], connection=ctx.redis)
+    return bool(worker.work(burst=burst, with_scheduler=True, logging_level="INFO"))
+
+
+def build_scheduler(settings: Settings) -> CronScheduler:
+    """The periodic jobs. They only enqueue: workers run them, and each asks the database
+    what is due, so two schedulers or a restart neither skip nor double anything."""
+    ctx = context.configure(settings)
+    cron = CronScheduler(connection=ctx.redis, logging_level="INFO")
+    cron.register(jobs.reconcile, queue_name=queues.MAINTENANCE, interval=RECONCILE_EVERY_SECONDS)
+    cron.register(jobs.purge, queue_name=queues.MAINTENANCE, interval=PURGE_EVERY_SECONDS)
+    return cron
+
+
+def run_scheduler(settings: Settings) -> None:
+    """Run the scheduler until stopped; survive Redis going away and coming back."""
+    while True:
+        try:
+            build_scheduler(settings).start()
+            return
+        except RedisError as exc:
+            log.warning("scheduler: Redis unavailable (%s); retrying in 5 s", exc)
+            time.sleep(5)
