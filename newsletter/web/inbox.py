@@ -1,0 +1,54 @@
+"""/dev/inbox: the demo's mails, newest first, each as HTML and as text with working links.
+Registered only when NEWSLETTER_DEMO is on, which the configuration refuses in production."""
+
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, Response, abort, render_template
+from markupsafe import Markup, escape
+
+from ..demo_inbox import get_entry, list_entries
+from .extensions import settings
+
+bp = Blueprint("inbox", __name__, url_prefix="/dev/inbox")
+
+_KEY = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+_URL = re.compile(r"https?://[^\s<>\"']+")
+# Our own mails carry inlined style attributes; nothing else may load or run.
+MAIL_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'; base-uri 'none'"
+
+
+def _entry_or_404(key: str):  # type: ignore[no-untyped-def]
+    if not _KEY.match(key):
+        abort(404)
+    entry = get_entry(settings().instance_path, key)
+    if entry is None:
+        abort(404)
+    return entry
+
+
+@bp.get("/")
+def index() -> str:
+    return render_template("inbox.html", entries=list_entries(settings().instance_path))
+
+
+@bp.get("/<key>")
+def show(key: str) -> str:
+    entry = _entry_or_404(key)
+    text = entry.body("plain") or ""
+    linked = Markup(_URL.sub(lambda m: f'<a href="{m.group(0)}">{m.group(0)}</a>', str(escape(text))))
+    headers = [(name, str(value)) for name, value in entry.message.items()]
+    return render_template("inbox_mail.html", entry=entry, text=linked, headers=headers,
+                           has_html=entry.body("html") is not None)
+
+
+@bp.get("/<key>/html")
+def html(key: str) -> Response:
+    entry = _entry_or_404(key)
+    body = entry.body("html")
+    if body is None:
+        abort(404)
+    response = Response(body, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = MAIL_CSP
+    return response
