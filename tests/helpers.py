@@ -26,3 +26,51 @@ def form_action(html: str) -> str:
 def signup(client, email: str, **fields: str):
     data = {"email": email, **fields}
     return client.post("/subscribe", data=data, headers={"User-Agent": "pytest-browser"})
+
+
+# -- reader lifecycle: database look-ups and the mailed links ------------------------------
+
+def status_counts(database) -> dict[str, int]:
+    """Subscribers per state, as `newsletter subscribers stats` prints them."""
+    from newsletter import subscriptions
+
+    with database.session_scope() as session:
+        return subscriptions.stats(session)
+
+
+def find_subscriber(database, email: str):
+    """The Subscriber row of `email` (detached, attributes loaded), or None."""
+    from newsletter import subscriptions
+
+    with database.session_scope() as session:
+        return subscriptions.find_by_email(session, email)
+
+
+def all_rows(database, model, **where) -> list:
+    """Every row of `model` matching the `where` column values, oldest first."""
+    from sqlalchemy import select
+
+    with database.session_scope() as session:
+        query = select(model).filter_by(**where)
+        primary = list(model.__table__.primary_key.columns)
+        return list(session.scalars(query.order_by(*primary)))
+
+
+def only_link(text: str, prefix: str) -> str:
+    """The path of the one distinct link under BASE_URL + prefix in `text`."""
+    found = set(links(text, prefix))
+    assert len(found) == 1, f"expected one {prefix} link, found {sorted(found)}"
+    return path_of(found.pop())
+
+
+def subscribe_confirmed(client, smtp, drain, email: str, **fields: str):
+    """Sign `email` up, confirm it through the mailed link and return the welcome mail."""
+    assert signup(client, email, **fields).status_code == 200
+    drain()
+    [confirmation] = smtp.to(email)
+    page = client.get(only_link(confirmation.part("plain"), "/confirm/"))
+    assert client.post(form_action(page.get_data(as_text=True))).status_code == 200
+    drain()
+    mails = smtp.to(email)
+    assert len(mails) == 2, f"expected confirmation and welcome mail, got {len(mails)}"
+    return mails[1]

@@ -1,0 +1,86 @@
+"""`newsletter demo` (what `make demo` runs) as a newcomer meets it: one command, then the
+signup form, the confirmation mail in /dev/inbox, and Ctrl-C stopping everything."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+from tests.smtp_sink import free_port
+
+NEWSLETTER = str(Path(sys.executable).parent / "newsletter")
+
+
+def fetch(url: str, data: dict[str, str] | None = None) -> tuple[int, str]:
+    body = urllib.parse.urlencode(data).encode() if data is not None else None
+    try:
+        with urllib.request.urlopen(url, data=body, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def wait_until(predicate, timeout: float = 60.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except (OSError, urllib.error.URLError):
+            value = None
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError("timed out")
+
+
+def test_demo_from_signup_to_confirmed_with_embedded_redis_and_inbox(tmp_path):
+    port, smtp_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env.update(
+        NEWSLETTER_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",  # nothing there: embedded Redis
+        NEWSLETTER_DEMO_SMTP_PORT=str(smtp_port),
+    )
+    demo = subprocess.Popen(
+        [NEWSLETTER, "demo", "--port", str(port)], cwd=tmp_path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: fetch(base + "/healthz")[0] == 200)
+        status, page = fetch(base + "/subscribe")
+        assert status == 200 and "Keine Stellenangebote mehr verpassen." in page
+        assert fetch(base + "/subscribe", {"email": "neu@example.org", "keywords": "Python"})[0] == 200
+
+        mails = re.compile(r'href="(/dev/inbox/[^"/?]+)"')
+        [mail_path] = wait_until(lambda: mails.findall(fetch(base + "/dev/inbox/")[1]))
+        status, mail_page = fetch(base + mail_path)
+        assert status == 200 and "neu@example.org" in mail_page
+        [confirm] = set(re.findall(r'href="(http://127\.0\.0\.1:5000/confirm/[^"]+)"', mail_page))
+        confirm = confirm.replace("127.0.0.1:5000", f"127.0.0.1:{port}")
+        assert fetch(confirm)[0] == 200
+        status, done = fetch(confirm, {})
+        assert status == 200
+        wait_until(lambda: len(mails.findall(fetch(base + "/dev/inbox/")[1])) == 2)
+        html_link = re.findall(r'href="(/dev/inbox/[^"]+/html)"', fetch(base + mail_path)[1])
+        assert html_link and fetch(base + html_link[0])[0] == 200
+    finally:
+        children = psutil.Process(demo.pid).children(recursive=True)
+        demo.send_signal(signal.SIGINT)
+        output = demo.communicate(timeout=60)[0].decode()
+    assert demo.returncode == 0, output
+    assert "/dev/inbox" in output and "Ctrl-C" in output
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_dev_inbox_does_not_exist_outside_demo_mode(client):
+    assert client.get("/dev/inbox/").status_code == 404

@@ -1,0 +1,72 @@
+"""GET /healthz, and the token kinds that must never stand in for one another."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from newsletter import create_app
+from newsletter.tokens import TokenExpired, TokenInvalid, Tokens
+from tests.smtp_sink import free_port
+
+
+def test_healthz_is_200_when_database_and_redis_answer(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
+
+
+def test_healthz_is_503_without_redis(settings):
+    app = create_app(replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["checks"]["database"] == "ok" and body["checks"]["redis"].startswith("error")
+
+
+def test_healthz_is_503_without_database(settings):
+    app = create_app(replace(settings, database_url=f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none"))
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 503
+    assert response.get_json()["checks"]["database"].startswith("error")
+
+
+KEYS = ["old-key-000000000000000000000000000", "new-key-111111111111111111111111111"]
+
+
+def test_each_token_kind_only_reads_as_itself():
+    tokens = Tokens(KEYS, 3600)
+    public_id = "abcdefghijklmnop"
+    confirm, unsub, prefs = tokens.confirm(public_id), tokens.unsubscribe(public_id), tokens.preferences(public_id)
+    assert tokens.read_confirm(confirm) == tokens.read_unsubscribe(unsub) == tokens.read_preferences(prefs) == public_id
+    for reader, foreign in [
+        (tokens.read_confirm, unsub), (tokens.read_confirm, prefs),
+        (tokens.read_unsubscribe, confirm), (tokens.read_unsubscribe, prefs),
+        (tokens.read_preferences, confirm), (tokens.read_preferences, unsub),
+    ]:
+        with pytest.raises(TokenInvalid):
+            reader(foreign)
+
+
+def test_tokens_never_contain_the_address_or_row_id():
+    tokens = Tokens(KEYS, 3600)
+    token = tokens.unsubscribe("Zq3-random-public-id")
+    assert "@" not in token and "example" not in token
+
+
+def test_old_links_survive_a_key_rotation_but_not_an_unknown_key():
+    before = Tokens(KEYS[:1], 3600)
+    after = Tokens(KEYS, 3600)  # the old key is now a fallback
+    stranger = Tokens(["some-other-key-22222222222222222222"], 3600)
+    link = before.unsubscribe("abcdefghijklmnop")
+    assert after.read_unsubscribe(link) == "abcdefghijklmnop"
+    assert after.read_preferences(before.preferences("abcdefghijklmnop")) == "abcdefghijklmnop"
+    with pytest.raises(TokenInvalid):
+        stranger.read_unsubscribe(link)
+
+
+def test_confirmation_tokens_expire():
+    fresh = Tokens(KEYS, 3600).confirm("abcdefghijklmnop")
+    with pytest.raises(TokenExpired):
+        Tokens(KEYS, -1).read_confirm(fresh)

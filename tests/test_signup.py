@@ -1,0 +1,478 @@
+"""The signup form and POST /subscribe as a reader (and a bot, and an attacker) sees them:
+the page, the one answer for every address state, the confirmation mail, and the limits
+on what a form can make the service send (CONTRACT "HTTP", STANDARDS 9-10, 18-29)."""
+
+from __future__ import annotations
+
+import re
+from email import message_from_bytes, message_from_string, policy
+from email.header import decode_header
+
+import pytest
+
+from newsletter import consent
+from newsletter.models import ConsentEvent, OutboxMessage, Subscriber
+from tests.conftest import make_settings
+from tests.helpers import BASE, all_rows, find_subscriber, links, only_link, signup, status_counts, subscribe_confirmed
+
+CONSENT_DE = consent.consent_text("de")
+CONSENT_EN = consent.consent_text("en")
+PRIVACY_URL = "https://jobs.example.org/datenschutz"
+JSON_ACCEPT = {"Accept": "application/json"}
+
+
+def _subscribers(database) -> int:
+    return len(all_rows(database, Subscriber))
+
+
+# -- the form page ---------------------------------------------------------------------------
+
+def test_form_is_german_by_default(client):
+    page = client.get("/subscribe")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert page.mimetype == "text/html"
+    assert '<html lang="de">' in html
+    assert CONSENT_DE in html
+    assert CONSENT_EN not in html
+
+
+def test_form_is_english_with_lang_parameter(client):
+    html = client.get("/subscribe?lang=en").get_data(as_text=True)
+    assert '<html lang="en">' in html
+    assert CONSENT_EN in html
+    assert CONSENT_DE not in html
+
+
+def test_form_is_english_for_an_english_browser(client):
+    page = client.get("/subscribe", headers={"Accept-Language": "en-GB,en;q=0.9"})
+    html = page.get_data(as_text=True)
+    assert '<html lang="en">' in html
+    assert CONSENT_EN in html
+
+
+def test_form_links_the_privacy_notice_next_to_the_consent_text(client):
+    html = client.get("/subscribe").get_data(as_text=True)
+    consent_block = re.search(r'<p class="consent"[^>]*>(.*?)</p>', html, re.S)
+    assert consent_block, "no consent paragraph on the form"
+    assert CONSENT_DE in consent_block.group(1)
+    assert f'href="{PRIVACY_URL}"' in consent_block.group(1)
+
+
+def test_form_has_no_csrf_token_and_posts_to_subscribe(client):
+    html = client.get("/subscribe").get_data(as_text=True)
+    assert "csrf" not in html.lower()
+    assert re.search(r'<form method="post" action="/subscribe"', html)
+    assert 'name="email"' in html and 'name="website"' in html
+
+
+def test_post_without_any_token_or_cookie_is_accepted(app, database):
+    # The job board embeds the form on its own pages: no session, no CSRF token.
+    fresh = app.test_client(use_cookies=False)
+    answer = fresh.post("/subscribe", data={"email": "embed@example.org"}, headers={"Origin": "https://jobs.example.org"})
+    assert answer.status_code == 200
+    assert find_subscriber(database, "embed@example.org").status == "pending"
+
+
+# -- the answer ----------------------------------------------------------------------------
+
+def test_form_post_answers_the_check_your_inbox_page_and_stores_a_pending_row(client, database):
+    answer = signup(client, "anna@example.org", keywords="Python", location="Berlin")
+    assert answer.status_code == 200
+    assert answer.mimetype == "text/html"
+    assert "Posteingang" in answer.get_data(as_text=True)
+    sub = find_subscriber(database, "anna@example.org")
+    assert (sub.status, sub.keywords, sub.location, sub.language) == ("pending", "Python", "Berlin", "de")
+    assert status_counts(database)["pending"] == 1
+
+
+def test_json_body_is_accepted(client, database):
+    answer = client.post("/subscribe", json={"email": "json@example.org", "keywords": "Go", "language": "en"})
+    assert answer.status_code in (200, 202)
+    sub = find_subscriber(database, "json@example.org")
+    assert (sub.status, sub.keywords, sub.language) == ("pending", "Go", "en")
+
+
+def test_json_accept_answers_202_pending(client, database):
+    answer = client.post("/subscribe", json={"email": "api@example.org"}, headers=JSON_ACCEPT)
+    assert answer.status_code == 202
+    assert answer.get_json() == {"status": "pending"}
+    assert find_subscriber(database, "api@example.org").status == "pending"
+
+
+def test_form_body_with_json_accept_answers_202_pending(client, database):
+    answer = client.post("/subscribe", data={"email": "formapi@example.org"}, headers=JSON_ACCEPT)
+    assert answer.status_code == 202
+    assert answer.get_json() == {"status": "pending"}
+    assert find_subscriber(database, "formapi@example.org") is not None
+
+
+def _answers_for_every_state(client, smtp, drain, send) -> dict[str, tuple[int, bytes]]:
+    """The answer to `send(email)` for a new, a pending, a confirmed and an unsubscribed address."""
+    signup(client, "pending@example.org")
+    subscribe_confirmed(client, smtp, drain, "confirmed@example.org")
+    welcome = subscribe_confirmed(client, smtp, drain, "gone@example.org")
+    unsubscribe_path = welcome.message["List-Unsubscribe"].strip("<>").replace(BASE, "")
+    assert client.post(unsubscribe_path, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    answers = {}
+    for state, email in (
+        ("new", "new@example.org"), ("pending", "pending@example.org"),
+        ("confirmed", "confirmed@example.org"), ("unsubscribed", "gone@example.org"),
+    ):
+        response = send(email)
+        answers[state] = (response.status_code, response.get_data())
+    return answers
+
+
+def test_same_page_for_new_pending_confirmed_and_unsubscribed(client, smtp, drain, database):
+    answers = _answers_for_every_state(client, smtp, drain, lambda email: signup(client, email))
+    assert answers["new"][0] == 200
+    assert len(set(answers.values())) == 1, {state: code for state, (code, _) in answers.items()}
+
+
+def test_same_json_for_new_pending_confirmed_and_unsubscribed(client, smtp, drain, database):
+    answers = _answers_for_every_state(
+        client, smtp, drain,
+        lambda email: client.post("/subscribe", json={"email": email}, headers=JSON_ACCEPT),
+    )
+    assert answers["new"] == (202, answers["new"][1])
+    assert len(set(answers.values())) == 1, {state: code for state, (code, _) in answers.items()}
+
+
+# -- subscription bombing ----------------------------------------------------------------
+
+def test_five_submissions_give_one_confirmation_mail(client, smtp, drain):
+    for _ in range(5):
+        assert signup(client, "target@example.org").status_code == 200
+    drain()
+    assert len(smtp.to("target@example.org")) == 1
+    assert len(smtp.messages) == 1
+
+
+def test_case_variants_of_an_address_are_one_subscriber_and_one_mail(client, smtp, drain, database):
+    for variant in ("target@example.org", "Target@Example.org", "TARGET@EXAMPLE.ORG"):
+        assert signup(client, variant).status_code == 200
+    drain()
+    assert _subscribers(database) == 1
+    assert len(smtp.messages) == 1
+
+
+def test_honeypot_gets_the_normal_answer_and_nothing_happens(client, smtp, drain, database):
+    normal = signup(client, "human@example.org")
+    bot = signup(client, "bot@example.org", website="http://spam.example")
+    assert (bot.status_code, bot.get_data()) == (normal.status_code, normal.get_data())
+    drain()
+    assert find_subscriber(database, "bot@example.org") is None
+    assert smtp.to("bot@example.org") == []
+
+
+def test_honeypot_in_json_gets_the_normal_json_answer(client, smtp, drain, database):
+    answer = client.post("/subscribe", json={"email": "bot@example.org", "website": "x"}, headers=JSON_ACCEPT)
+    assert (answer.status_code, answer.get_json()) == (202, {"status": "pending"})
+    drain()
+    assert find_subscriber(database, "bot@example.org") is None
+    assert smtp.messages == []
+
+
+@pytest.fixture
+def limited_client(settings, smtp, tmp_path):
+    """A client of an app that allows three signups per minute and IP."""
+    from newsletter import create_app
+
+    limited = make_settings(
+        database_url=settings.database_url, smtp_port=smtp.port,
+        instance_path=str(tmp_path / "instance"), signup_rate_limit="3 per minute",
+    )
+    app = create_app(limited)
+    yield app.test_client()
+    app.extensions["newsletter_db"].dispose()
+
+
+def test_per_ip_rate_limit_answers_429(limited_client, database):
+    for n in range(3):
+        assert signup(limited_client, f"r{n}@example.org").status_code == 200
+    refused = signup(limited_client, "r3@example.org")
+    assert refused.status_code == 429
+    assert find_subscriber(database, "r3@example.org") is None
+
+
+def test_rate_limit_is_per_ip(limited_client, database):
+    for n in range(3):
+        signup(limited_client, f"r{n}@example.org")
+    other_ip = limited_client.post(
+        "/subscribe", data={"email": "other@example.org"}, environ_base={"REMOTE_ADDR": "192.0.2.7"}
+    )
+    assert other_ip.status_code == 200
+    assert find_subscriber(database, "other@example.org") is not None
+
+
+def test_rate_limit_answers_json_to_json_clients(limited_client):
+    for n in range(3):
+        signup(limited_client, f"r{n}@example.org")
+    refused = limited_client.post("/subscribe", json={"email": "r3@example.org"}, headers=JSON_ACCEPT)
+    assert refused.status_code == 429
+    assert "error" in refused.get_json()
+
+
+# -- hostile and malformed input ----------------------------------------------------------
+
+HOSTILE = [
+    ("email", "anna@example.org\r\nBcc: victim@example.net"),
+    ("email", "anna@example.org\nBcc: victim@example.net"),
+    ("email", "=?utf-8?q?anna=40example=2Eorg?=@example.org"),
+    ("email", "anna\x00@example.org"),
+    ("keywords", "Python\r\nBcc: victim@example.net"),
+    ("keywords", "Python\x1b[31m"),
+    ("keywords", "=?utf-8?q?Python=0D=0ABcc=3A_victim=40example=2Enet?="),
+    ("keywords", "Python\u2028Bcc: victim@example.net"),
+    ("location", "Berlin\rBcc: victim@example.net"),
+    ("location", "Berlin\x85"),
+    ("location", "=?UTF-8?B?QmVybGluDQpCY2M6IHZpY3RpbUBleGFtcGxlLm5ldA==?="),
+    ("location", "Berlin\x7f"),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), HOSTILE, ids=[f"{f}-{i}" for i, (f, _) in enumerate(HOSTILE)])
+def test_control_characters_and_encoded_words_in_a_form_are_refused(client, smtp, drain, database, field, value):
+    data = {"email": "anna@example.org", field: value}
+    answer = client.post("/subscribe", data=data)
+    assert answer.status_code == 400
+    assert answer.mimetype == "text/html"
+    drain()
+    assert _subscribers(database) == 0
+    assert all_rows(database, ConsentEvent) == []
+    assert smtp.messages == []
+
+
+@pytest.mark.parametrize(("field", "value"), HOSTILE, ids=[f"{f}-{i}" for i, (f, _) in enumerate(HOSTILE)])
+def test_control_characters_and_encoded_words_in_json_are_refused(client, smtp, drain, database, field, value):
+    body = {"email": "anna@example.org", field: value}
+    answer = client.post("/subscribe", json=body, headers=JSON_ACCEPT)
+    assert answer.status_code == 400
+    assert answer.get_json()["field"] == field
+    drain()
+    assert _subscribers(database) == 0
+    assert smtp.messages == []
+
+
+INVALID_ADDRESSES = [
+    "",
+    "   ",
+    "not-an-address",
+    "anna@",
+    "@example.org",
+    "anna@localhost",
+    "anna example@example.org",
+    '"anna"@example.org',
+    "anna@example.org, eve@example.net",
+    "Anna <anna@example.org>",
+    "anna@@example.org",
+    "anna@exa_mple.org",
+    "a" * 250 + "@example.org",
+]
+
+
+@pytest.mark.parametrize("address", INVALID_ADDRESSES)
+def test_invalid_address_answers_a_readable_400_page(client, smtp, drain, database, address):
+    answer = client.post("/subscribe", data={"email": address, "keywords": "Python"})
+    html = answer.get_data(as_text=True)
+    assert answer.status_code == 400
+    assert answer.mimetype == "text/html"
+    assert "Bitte geben Sie eine gültige E-Mail-Adresse ein." in html
+    assert 'aria-invalid="true"' in html
+    assert 'value="Python"' in html  # what the reader typed is kept for a second try
+    drain()
+    assert _subscribers(database) == 0
+    assert smtp.messages == []
+
+
+@pytest.mark.parametrize("address", ["not-an-address", "anna@", "Anna <anna@example.org>"])
+def test_invalid_address_in_json_answers_an_error_naming_the_field(client, database, address):
+    answer = client.post("/subscribe", json={"email": address}, headers=JSON_ACCEPT)
+    assert answer.status_code == 400
+    body = answer.get_json()
+    assert body["field"] == "email"
+    assert body["error"]
+    assert _subscribers(database) == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [[], ["anna@example.org"], "anna@example.org", 42, None, {"email": 42}, {"email": ["a@example.org"]},
+     {"email": "anna@example.org", "keywords": {"x": 1}}, {"email": "anna@example.org", "language": "fr"},
+     {"email": "anna@example.org", "language": ["de"]}],
+    ids=repr,
+)
+def test_malformed_json_answers_400(client, smtp, drain, database, body):
+    answer = client.post("/subscribe", json=body, headers=JSON_ACCEPT)
+    assert answer.status_code == 400
+    assert "error" in answer.get_json()
+    drain()
+    assert _subscribers(database) == 0
+    assert smtp.messages == []
+
+
+def test_unparseable_json_answers_400(client, database):
+    answer = client.post("/subscribe", data=b'{"email": "anna@', content_type="application/json", headers=JSON_ACCEPT)
+    assert answer.status_code == 400
+    assert answer.get_json()["field"] == "body"
+    assert _subscribers(database) == 0
+
+
+def test_over_long_keywords_answer_400(client, database):
+    answer = signup(client, "anna@example.org", keywords="x" * 201)
+    assert answer.status_code == 400
+    assert _subscribers(database) == 0
+
+
+# -- international addresses -----------------------------------------------------------------
+
+def test_idn_domain_is_accepted_and_stored_normalised(client, smtp, drain, database):
+    assert signup(client, "User@BÜCHER.de").status_code == 200
+    sub = find_subscriber(database, "user@bücher.de")
+    assert sub.email == "User@bücher.de"
+    drain()
+    [mail] = smtp.messages
+    assert mail.rcpt_tos == ["User@bücher.de"]
+
+
+def test_idn_domain_in_a_labels_is_the_same_subscriber(client, smtp, drain, database):
+    signup(client, "user@bücher.de")
+    signup(client, "user@xn--bcher-kva.de")
+    drain()
+    assert _subscribers(database) == 1
+    assert len(smtp.messages) == 1
+
+
+def test_non_ascii_local_part_is_delivered_with_smtputf8(client, smtp, drain, database):
+    assert signup(client, "jörg@example.org").status_code == 200
+    assert find_subscriber(database, "jörg@example.org").email == "jörg@example.org"
+    drain()
+    [mail] = smtp.to("jörg@example.org")
+    assert "SMTPUTF8" in mail.mail_options
+    # RFC 6532: with SMTPUTF8 the header carries the address as raw UTF-8.
+    headers = message_from_string(mail.data.decode("utf-8"), policy=policy.SMTPUTF8)
+    assert headers["To"].addresses[0].addr_spec == "jörg@example.org"
+
+
+def test_ascii_address_is_sent_without_smtputf8(client, smtp, drain):
+    signup(client, "plain@example.org")
+    drain()
+    [mail] = smtp.messages
+    assert "SMTPUTF8" not in mail.mail_options
+    assert mail.data.isascii()
+
+
+# -- the confirmation mail ---------------------------------------------------------------------
+
+@pytest.fixture
+def confirmation(client, smtp, drain):
+    """The confirmation mail of a German signup with keywords and location typed in."""
+    answer = signup(client, "anna@example.org", keywords="Zauberstabschnitzerei", location="Quedlinburg")
+    assert answer.status_code == 200
+    drain()
+    [mail] = smtp.messages
+    return mail
+
+
+def test_confirmation_mail_has_a_text_and_an_html_part(confirmation):
+    message = confirmation.message
+    assert message.get_content_type() == "multipart/alternative"
+    parts = [part.get_content_type() for part in message.iter_parts()]
+    assert parts == ["text/plain", "text/html"]
+    assert message["MIME-Version"] == "1.0"
+
+
+def test_confirmation_mail_holds_exactly_one_link_and_it_goes_to_confirm(confirmation):
+    text, html = confirmation.part("plain"), confirmation.part("html")
+    [confirm_url] = links(text, "/confirm/")
+    assert set(links(html, "/confirm/")) == {confirm_url}
+    every_link = set(re.findall(r"https?://[^\s<>\"]+", text)) | set(re.findall(r'href="([^"]+)"', html))
+    assert every_link == {confirm_url}
+
+
+def test_confirmation_mail_has_no_list_headers(confirmation):
+    message = confirmation.message
+    for header in ("List-Unsubscribe", "List-Unsubscribe-Post", "List-Id"):
+        assert message[header] is None, header
+
+
+def test_confirmation_mail_never_repeats_what_the_user_typed(confirmation):
+    raw = confirmation.data.decode("utf-8", "replace")
+    readable = confirmation.part("plain") + confirmation.part("html") + str(confirmation.message["Subject"])
+    for typed in ("Zauberstabschnitzerei", "Quedlinburg"):
+        assert typed not in readable
+        assert typed not in raw
+
+
+def test_confirmation_mail_has_the_single_headers_rfc_5322_wants(confirmation):
+    message = confirmation.message
+    for header in ("Date", "From", "To", "Subject", "Message-ID", "MIME-Version"):
+        assert len(message.get_all(header) or []) == 1, header
+    assert message["To"].addresses[0].addr_spec == "anna@example.org"
+    assert message["From"].addresses[0].addr_spec == "newsletter@jobs.example.org"
+
+
+def test_confirmation_mail_is_marked_auto_submitted(confirmation):
+    assert confirmation.message["Auto-Submitted"] == "auto-generated"
+
+
+def test_confirmation_mail_message_id_is_on_the_from_domain(confirmation):
+    assert re.fullmatch(r"<[^@<>\s]+@jobs\.example\.org>", str(confirmation.message["Message-ID"]))
+
+
+def test_confirmation_mail_envelope_sender_is_verp_tagged(confirmation, database):
+    public_id = find_subscriber(database, "anna@example.org").public_id
+    assert confirmation.mail_from == f"bounces+{public_id}@jobs.example.org"
+
+
+def test_confirmation_mail_sets_no_return_path(confirmation):
+    assert confirmation.message["Return-Path"] is None
+    assert b"\nReturn-Path:" not in confirmation.data and not confirmation.data.startswith(b"Return-Path:")
+
+
+def test_confirmation_subject_is_encoded_and_parses_back_to_german(confirmation):
+    raw_subject = re.search(rb"^Subject: (.*(?:\r?\n[ \t].*)*)", confirmation.data, re.M).group(1)
+    assert raw_subject.isascii() and b"=?utf-8?" in raw_subject.lower()
+    parsed = message_from_bytes(confirmation.data, policy=policy.default)
+    assert parsed["Subject"] == "Bitte bestätigen Sie Ihre Anmeldung zum Jobs-Newsletter"
+    decoded = "".join(
+        part.decode(charset or "ascii") if isinstance(part, bytes) else part
+        for part, charset in decode_header(raw_subject.decode("ascii"))
+    )
+    assert decoded.replace("\r\n", "").replace("\n", "") == "Bitte bestätigen Sie Ihre Anmeldung zum Jobs-Newsletter"
+
+
+def test_confirmation_mail_is_german_with_the_sender_identity_and_ignore_note(confirmation):
+    text = confirmation.part("plain")
+    assert "Falls Sie sich nicht angemeldet haben, ignorieren Sie diese E-Mail" in text
+    assert "newsletter@jobs.example.org" in text
+    assert "Beispiel Jobs GmbH" in text
+
+
+def test_confirmation_mail_is_english_for_language_en(client, smtp, drain):
+    signup(client, "emma@example.org", language="en")
+    drain()
+    [mail] = smtp.messages
+    assert mail.message["Subject"] == "Please confirm your subscription to the Jobs-Newsletter"
+    assert "If this was not you, simply ignore this email." in mail.part("plain")
+    assert only_link(mail.part("plain"), "/confirm/").startswith("/confirm/")
+
+
+def test_english_page_language_makes_an_english_mail(client, smtp, drain, database):
+    client.post("/subscribe?lang=en", data={"email": "emma@example.org"})
+    assert find_subscriber(database, "emma@example.org").language == "en"
+    drain()
+    [mail] = smtp.messages
+    assert mail.message["Subject"].startswith("Please confirm")
+
+
+def test_sending_the_confirmation_is_recorded(client, smtp, drain, database):
+    signup(client, "anna@example.org")
+    drain()
+    sub = find_subscriber(database, "anna@example.org")
+    events = [e.event for e in all_rows(database, ConsentEvent, subscriber_public_id=sub.public_id)]
+    assert events == ["signup", "confirmation_sent"]
+    [outbox_row] = all_rows(database, OutboxMessage)
+    assert (outbox_row.kind, outbox_row.status) == ("confirm", "sent")
+    assert outbox_row.message_id == str(smtp.messages[0].message["Message-ID"])
