@@ -42,6 +42,8 @@ class Settings:
     smtp_password: str = ""
     smtp_security: str = "none"
     smtp_timeout_seconds: float = 30.0
+    # A CA bundle for a relay whose certificate comes from a private CA (else the system's).
+    smtp_ca_file: str = ""
     base_url: str = "http://127.0.0.1:5000"
     secret_key: str = ""
     secret_key_fallbacks: tuple[str, ...] = ()
@@ -219,6 +221,8 @@ def validate(settings: Settings) -> Settings:
         )
     if bool(s.smtp_username) != bool(s.smtp_password):
         raise ConfigError("NEWSLETTER_SMTP_PASSWORD: SMTP AUTH needs both a username and a password")
+    if s.smtp_ca_file and not Path(s.smtp_ca_file).is_file():
+        raise ConfigError(f"NEWSLETTER_SMTP_CA_FILE: no such file {s.smtp_ca_file!r}")
     base = urlsplit(s.base_url)
     if base.scheme not in ("http", "https") or not base.netloc or base.query or base.fragment:
         raise ConfigError(f"NEWSLETTER_BASE_URL: expected an absolute http(s) URL, got {s.base_url!r}")

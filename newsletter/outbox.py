@@ -137,8 +137,11 @@ def _send(
         if recipient is None:
             raise UnsendableError(0, "the address needs SMTPUTF8 and the relay does not offer it")
         composed, headers = _compose(settings, renderer, kind, language, public_id, status)
-        data, rfc_message_id = build_message(settings, composed, to=recipient, headers=headers, utf8=utf8)
-        transport.send(verp_sender(settings, public_id), recipient, data, utf8=utf8 and not recipient.isascii())
+        # Raw UTF-8 headers only in an SMTPUTF8 transaction: every other mail keeps its
+        # Subject as RFC 2047 encoded-words (STANDARDS 21), whatever the relay offers.
+        needs_utf8 = utf8 and not recipient.isascii()
+        data, rfc_message_id = build_message(settings, composed, to=recipient, headers=headers, utf8=needs_utf8)
+        transport.send(verp_sender(settings, public_id), recipient, data, utf8=needs_utf8)
     except TemporaryError as exc:
         return _retry_or_give_up(database, settings, message_id, attempts, created_at, str(exc))
     except PolicyError as exc:

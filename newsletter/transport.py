@@ -86,7 +86,7 @@ class SmtpTransport:
         if self._conn is not None:
             return self._conn
         s = self.settings
-        context = ssl.create_default_context()
+        context = ssl.create_default_context(cafile=s.smtp_ca_file or None)
         try:
             conn: smtplib.SMTP
             if s.smtp_security == "tls":
@@ -104,6 +104,8 @@ class SmtpTransport:
                 conn.login(s.smtp_username, s.smtp_password)
         except smtplib.SMTPAuthenticationError as exc:
             raise PolicyError(exc.smtp_code, "SMTP AUTH refused: " + _text(exc.smtp_error)) from None
+        except smtplib.SMTPNotSupportedError as exc:
+            raise PolicyError(0, f"the relay does not support what the settings ask for: {exc}") from None
         except smtplib.SMTPResponseException as exc:
             raise classify(exc.smtp_code, exc.smtp_error, sender_side=True) from None
         except (OSError, smtplib.SMTPException) as exc:
@@ -129,6 +131,11 @@ class SmtpTransport:
             raise classify(exc.smtp_code, exc.smtp_error, sender_side=True) from None
         except smtplib.SMTPNotSupportedError as exc:
             raise UnsendableError(0, str(exc)) from None
+        except UnicodeEncodeError:
+            # A non-ASCII address without SMTPUTF8: refused before it reached the wire,
+            # but the MAIL transaction is open; reset it for the next message.
+            self._reset()
+            raise UnsendableError(0, "a non-ASCII address needs SMTPUTF8") from None
         except smtplib.SMTPResponseException as exc:
             if exc.smtp_code in (421, -1):
                 self._drop()
@@ -139,6 +146,13 @@ class SmtpTransport:
         if refused:
             code, detail = next(iter(refused.values()))
             raise classify(code, detail)
+
+    def _reset(self) -> None:
+        try:
+            if self._conn is not None:
+                self._conn.rset()
+        except (OSError, smtplib.SMTPException):
+            self._drop()
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None

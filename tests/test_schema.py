@@ -1,0 +1,37 @@
+"""The schema as Alembic builds it: migrations match the models, go down and up again, and
+the consent record refuses rewrites in the database itself."""
+
+from __future__ import annotations
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, update
+from sqlalchemy.exc import DatabaseError
+
+from newsletter.migrate import alembic_config, upgrade
+from newsletter.models import Base, ConsentEvent
+
+
+def test_migrations_match_the_models(database_url):
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    engine.dispose()
+    assert diff == []
+
+
+def test_downgrade_to_nothing_and_up_again(tmp_path):
+    url = f"sqlite:///{tmp_path}/roundtrip.db"
+    assert upgrade(url) != "base"
+    command.downgrade(alembic_config(url), "base")
+    assert upgrade(url) != "base"
+
+
+def test_consent_events_cannot_be_rewritten(database):
+    with database.session_scope() as session:
+        session.add(ConsentEvent(subscriber_public_id="p" * 16, email_hash="h", event="signup", ip="192.0.2.1"))
+    with pytest.raises(DatabaseError, match="append-only"):
+        with database.session_scope() as session:
+            session.execute(update(ConsentEvent).values(ip="203.0.113.9"))
