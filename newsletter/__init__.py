@@ -14,7 +14,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from werkzeug.middleware.proxy_fix import ProxyFix
 
     from . import db
-    from .web import errors, health, i18n, public, security
+    from .web import api, errors, health, i18n, public, security
     from .web.extensions import init_limiter, init_redis
 
     settings = settings or load_settings()
@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     errors.init_app(app)
     app.register_blueprint(public.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(api.bp)
     if settings.demo:
         from .web import inbox
 

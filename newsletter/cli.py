@@ -124,6 +124,253 @@ def subscribers_purge() -> None:
     click.echo(f"consent_records: {records}")
 
 
+# -- digests ----------------------------------------------------------------------------
+
+@cli.group()
+def digest() -> None:
+    """Editions of the digest: send, tick, status, pause, resume, cancel."""
+
+
+def _queue_edition(edition_id: int) -> None:
+    from redis.exceptions import RedisError
+
+    from worker import context, jobs
+
+    context.configure(settings())
+    try:
+        jobs.queue_edition(edition_id)
+    except RedisError as exc:
+        click.echo(f"warning: Redis unavailable ({exc}); the reconciler queues the edition when it is back", err=True)
+
+
+@digest.command("send")
+@click.option("--dry-run", is_flag=True, help="Show who and what an edition made now would cover; send nothing.")
+def digest_send(dry_run: bool) -> None:
+    """Create an edition now (cut-off: now) and queue its delivery; prints `edition: ID`."""
+    from . import digests
+    from .db import get_session
+
+    session = get_session()
+    if dry_run:
+        preview = digests.preview(session, settings())
+        click.echo(f"recipients: {preview.recipients}")
+        click.echo(f"listings: {len(preview.listings)}")
+        tz = settings().tz
+        from datetime import UTC
+
+        for item in preview.listings:
+            published = item.published_at.replace(tzinfo=UTC).astimezone(tz).strftime("%Y-%m-%d %H:%M")
+            where = " · ".join(part for part in (item.company, item.location) if part)
+            click.echo(f"{published}  {item.title}" + (f"  ({where})" if where else "") + f"  {item.url}")
+        return
+    edition = digests.create_edition(session, settings(), "cli")
+    session.commit()
+    click.echo(f"edition: {edition.id}")
+    click.echo(f"recipients: {edition.planned}")
+    click.echo(f"listings: {edition.listing_count}")
+    if edition.planned:
+        _queue_edition(edition.id)
+
+
+@digest.command("tick")
+def digest_tick() -> None:
+    """One scheduler check: create the current period's edition if due and missing."""
+    from . import digests
+    from .db import get_session
+
+    session = get_session()
+    edition = digests.tick(session, settings())
+    session.commit()
+    if edition is None:
+        click.echo("edition: none due")
+        return
+    click.echo(f"edition: {edition.id}")
+    if edition.planned:
+        _queue_edition(edition.id)
+
+
+def _print_status(edition_id: int | None) -> None:
+    from . import digests
+    from .db import get_session
+    from .models import Edition
+
+    session = get_session()
+    edition = session.get(Edition, edition_id) if edition_id is not None else digests.latest(session)
+    if edition is None:
+        fail(f"no edition {edition_id}" if edition_id is not None else "no edition yet")
+    click.echo(f"edition: {edition.id}")
+    click.echo(f"state: {edition.state}")
+    for key, value in digests.counts(session, edition.id).items():
+        click.echo(f"{key}: {value}")
+    click.echo(f"recipients: {edition.planned}")
+    click.echo(f"listings: {edition.listing_count}")
+    click.echo(f"created_at: {edition.created_at.isoformat()}Z")
+    click.echo(f"trigger: {edition.trigger}")
+
+
+@digest.command("status")
+@click.argument("edition_id", required=False, type=int)
+def digest_status(edition_id: int | None) -> None:
+    """The latest (or the named) edition as `key: value` lines."""
+    _print_status(edition_id)
+
+
+def _change_state(edition_id: int, action: str) -> None:
+    from . import digests
+    from .db import get_session
+
+    session = get_session()
+    try:
+        digests.set_state(session, edition_id, action)
+    except digests.EditionError as exc:
+        fail(str(exc))
+    session.commit()
+    if action == "resume":
+        _queue_edition(edition_id)
+    _print_status(edition_id)
+
+
+@digest.command("pause")
+@click.argument("edition_id", type=int)
+def digest_pause(edition_id: int) -> None:
+    """Stop sending an edition; `resume` carries on where it stopped."""
+    _change_state(edition_id, "pause")
+
+
+@digest.command("resume")
+@click.argument("edition_id", type=int)
+def digest_resume(edition_id: int) -> None:
+    """Carry on sending a paused edition."""
+    _change_state(edition_id, "resume")
+
+
+@digest.command("cancel")
+@click.argument("edition_id", type=int)
+def digest_cancel(edition_id: int) -> None:
+    """Send nothing more of an edition; its listings go into the next one."""
+    _change_state(edition_id, "cancel")
+
+
+# -- listings ------------------------------------------------------------------------------
+
+@cli.group()
+def listings() -> None:
+    """The job board's listings."""
+
+
+@listings.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+def listings_import(files: tuple[Path, ...]) -> None:
+    """Import listing feeds: JSON array, JSON Lines, CSV with a header row, or schema.org
+    JobPosting JSON-LD. Upserts on `id`; each file is written in one transaction after all
+    its rows were checked. Exit status 1 if any row (or file) was rejected."""
+    from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+    from . import listings as listings_domain
+    from .db import get_session
+    from .listing_formats import FeedError
+
+    session = get_session()
+    totals = listings_domain.ImportResult()
+    failed_files = 0
+    for file in files:
+        try:
+            raw = file.read_bytes()
+        except OSError as exc:
+            click.echo(f"{file}: cannot read: {exc.strerror or exc}", err=True)
+            failed_files += 1
+            continue
+        # A concurrent import may insert the same new id first; the second try updates it.
+        result: listings_domain.ImportResult | None = None
+        for attempt in (1, 2):
+            try:
+                result = listings_domain.import_feed(session, raw, file.name)
+                session.commit()
+                break
+            except FeedError as exc:
+                session.rollback()
+                click.echo(f"{file}: cannot import: {exc}", err=True)
+                break
+            except IntegrityError:
+                session.rollback()
+                if attempt == 2:
+                    fail(f"{file}: a concurrent import collided twice; nothing of this file written")
+            except SQLAlchemyError as exc:
+                session.rollback()
+                fail(f"{file}: database error, nothing of this file written: {type(exc).__name__}")
+        if result is None:
+            failed_files += 1
+            continue
+        totals.added += result.added
+        totals.updated += result.updated
+        totals.unchanged += result.unchanged
+        totals.rejected += result.rejected
+        for rejection in result.rejected:
+            click.echo(f"{file}: {rejection.where}: {rejection.reason}", err=True)
+    click.echo(f"added: {totals.added}")
+    click.echo(f"updated: {totals.updated}")
+    click.echo(f"unchanged: {totals.unchanged}")
+    click.echo(f"rejected: {len(totals.rejected)}")
+    if totals.rejected or failed_files:
+        sys.exit(1)
+
+
+# -- API tokens ----------------------------------------------------------------------------
+
+@cli.group("api-token")
+def api_token() -> None:
+    """Bearer tokens for the HTTP API (/api/v1/)."""
+
+
+@api_token.command("create")
+@click.argument("name")
+def api_token_create(name: str) -> None:
+    """Create a token called NAME and print it on the last line; it is shown only once."""
+    from . import api_tokens
+    from .db import get_session
+    from .validation import InvalidInput
+
+    session = get_session()
+    try:
+        new = api_tokens.create(session, name)
+    except InvalidInput as exc:
+        fail(str(exc))
+    session.commit()
+    click.echo(f"api token {new.row.name!r} created; it is shown only this once:")
+    click.echo(new.secret)
+
+
+@api_token.command("list")
+def api_token_list() -> None:
+    """Every token: name, created, last used, revoked (never the token itself)."""
+    from datetime import datetime
+
+    from . import api_tokens
+    from .db import get_session
+
+    def when(value: datetime | None) -> str:
+        return value.isoformat(timespec="seconds") + "Z" if value is not None else "-"
+
+    for row in api_tokens.list_tokens(get_session()):
+        state = f"revoked {when(row.revoked_at)}" if row.revoked_at else "active"
+        click.echo(f"{row.name}\tcreated {when(row.created_at)}\tlast used {when(row.last_used_at)}\t{state}")
+
+
+@api_token.command("revoke")
+@click.argument("name")
+def api_token_revoke(name: str) -> None:
+    """Revoke the active token called NAME; the API refuses it from then on."""
+    from . import api_tokens
+    from .db import get_session
+
+    session = get_session()
+    count = api_tokens.revoke(session, name)
+    if not count:
+        fail(f"no active api token named {name!r}")
+    session.commit()
+    click.echo(f"revoked: {count}")
+
+
 # -- processes ----------------------------------------------------------------------------
 
 @cli.command("worker")

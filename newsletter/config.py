@@ -60,8 +60,22 @@ class Settings:
     # a confirmation link is only good for 48 h anyway).
     retry_give_up_seconds: float = 2 * 24 * 3600.0
     send_lease_seconds: int = 300
+    # Messages per second over all workers together (shared through Redis); 0: no limit.
+    send_rate: float = 0.0
+    # Deliveries one send job claims and sends over one SMTP connection.
+    send_chunk_size: int = 100
+    digest_max_listings: int = 20
+    board_url: str = "https://jobs.example.org"
+    # Where "N more matching jobs" points; {keywords} and {location} are URL-encoded.
+    board_search_url: str = "https://jobs.example.org/suche?q={keywords}&ort={location}"
+    dkim_selector: str = ""
+    dkim_domain: str = ""
+    dkim_key_file: str = ""
     # A queued job not started after this long is presumed lost (Redis flushed) and re-queued.
     requeue_after_seconds: int = 60
+    # How often the scheduler runs the reconciler and the digest tick.
+    reconcile_interval_seconds: int = 60
+    tick_interval_seconds: int = 120
     # Number of reverse proxies in front of the web app whose X-Forwarded-For is trusted.
     trusted_proxies: int = 0
     signup_rate_limit: str = "10 per minute;100 per hour"
@@ -250,6 +264,21 @@ def validate(settings: Settings) -> Settings:
     if s.unconfirmed_retention_days < 1:
         raise ConfigError("NEWSLETTER_UNCONFIRMED_RETENTION_DAYS: must be at least 1")
     _check_rate_limit("NEWSLETTER_SIGNUP_RATE_LIMIT", s.signup_rate_limit)
+    if s.reconcile_interval_seconds < 1 or s.tick_interval_seconds < 1:
+        raise ConfigError("NEWSLETTER_RECONCILE_INTERVAL_SECONDS: intervals must be at least 1 second")
+    if not 1 <= s.send_chunk_size <= 10_000:
+        raise ConfigError("NEWSLETTER_SEND_CHUNK_SIZE: must be between 1 and 10000")
+    if not 1 <= s.digest_max_listings <= 200:
+        raise ConfigError("NEWSLETTER_DIGEST_MAX_LISTINGS: must be between 1 and 200")
+    for name, url in (("NEWSLETTER_BOARD_URL", s.board_url), ("NEWSLETTER_BOARD_SEARCH_URL", s.board_search_url)):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"{name}: expected an absolute http(s) URL, got {url!r}")
+    dkim = (s.dkim_selector, s.dkim_domain, s.dkim_key_file)
+    if any(dkim) and not all(dkim):
+        raise ConfigError("NEWSLETTER_DKIM_KEY_FILE: DKIM signing needs NEWSLETTER_DKIM_SELECTOR, _DOMAIN and _KEY_FILE together")
+    if s.dkim_key_file and not Path(s.dkim_key_file).is_file():
+        raise ConfigError(f"NEWSLETTER_DKIM_KEY_FILE: no such file {s.dkim_key_file!r}")
     privacy = urlsplit(s.privacy_url)
     if privacy.scheme not in ("http", "https") or not privacy.netloc:
         raise ConfigError(f"NEWSLETTER_PRIVACY_URL: expected an absolute http(s) URL, got {s.privacy_url!r}")

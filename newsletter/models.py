@@ -147,3 +147,115 @@ class OperatorAlarm(Base):
     at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     kind: Mapped[str] = mapped_column(String(32))
     message: Mapped[str] = mapped_column(String(1000))
+
+
+class Listing(Base):
+    """A job listing of the board, upserted on the board's own id (`external_id`)."""
+
+    __tablename__ = "listings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(100), unique=True)
+    title: Mapped[str] = mapped_column(String(300))
+    url: Mapped[str] = mapped_column(String(2000))
+    company: Mapped[str] = mapped_column(String(200), default="")
+    location: Mapped[str] = mapped_column(String(200), default="")
+    category: Mapped[str] = mapped_column(String(200), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    published_at: Mapped[datetime] = mapped_column(DateTime)
+    valid_through: Mapped[datetime | None] = mapped_column(DateTime)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_listings_published", "published_at"),)
+
+
+class ApiToken(Base):
+    """A bearer token for /api/v1/, stored as its SHA-256 only (shown once at creation)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class EditionState:
+    SENDING = "sending"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+    DONE = "done"
+
+
+class Edition(Base):
+    """One digest: its cut-off is the moment it was created; it covers listings published
+    after the previous (not cancelled) edition's cut-off. A scheduled edition names its
+    period, unique, so two schedulers can never make two for one period."""
+
+    __tablename__ = "editions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    period: Mapped[datetime | None] = mapped_column(DateTime, unique=True)
+    trigger: Mapped[str] = mapped_column(String(16))  # schedule, cli, api, admin
+    state: Mapped[str] = mapped_column(String(16), default=EditionState.SENDING)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    cutoff: Mapped[datetime] = mapped_column(DateTime)
+    window_start: Mapped[datetime] = mapped_column(DateTime)
+    listing_count: Mapped[int] = mapped_column(Integer, default=0)
+    planned: Mapped[int] = mapped_column(Integer, default=0)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (Index("ix_editions_cutoff", "cutoff"),)
+
+
+class EditionVariant(Base):
+    """One distinct (keywords, location) among the confirmed subscribers of an edition, with
+    the listings it gets: selection and rendering happen once per variant, not per reader."""
+
+    __tablename__ = "edition_variants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    edition_id: Mapped[int] = mapped_column(ForeignKey("editions.id", ondelete="CASCADE"))
+    keywords: Mapped[str] = mapped_column(String(500))
+    location: Mapped[str] = mapped_column(String(200))
+    listing_ids: Mapped[list[int]] = mapped_column(JSON)
+    total_matches: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (Index("ix_edition_variants_match", "edition_id", "keywords", "location"),)
+
+
+class DeliveryStatus:
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    BOUNCED = "bounced"
+    CANCELLED = "cancelled"  # the reader left before their turn, or the edition was cancelled
+    OPEN = (PENDING, SENDING)
+
+
+class Delivery(Base):
+    """One digest mail: (edition, subscriber), planned with one INSERT ... SELECT."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    edition_id: Mapped[int] = mapped_column(ForeignKey("editions.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    variant_id: Mapped[int] = mapped_column(ForeignKey("edition_variants.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+
+    __table_args__ = (
+        Index("uq_deliveries_edition_subscriber", "edition_id", "subscriber_id", unique=True),
+        Index("ix_deliveries_edition_status", "edition_id", "status", "id"),
+        Index("ix_deliveries_subscriber", "subscriber_id"),
+    )

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from .config import Settings
 from .db import Database
+from .dkim_signing import Signer
 from .mail import Renderer, ascii_address, build_message, list_headers, verp_sender
 from .models import (
     ConsentEvent,

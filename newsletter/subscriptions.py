@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from . import consent, outbox
 from .models import (
     ConsentEvent,
     OutboxMessage,
+    OutboxStatus,
     Subscriber,
     SubscriberStatus,
     Suppression,
@@ -133,6 +134,13 @@ def unsubscribe(session: Session, sub: Subscriber, origin: Origin, reason: str |
         return False
     sub.status = SubscriberStatus.UNSUBSCRIBED
     sub.unsubscribed_at = utcnow()
+    # Mail queued while subscribed (a welcome, a settings link with list headers) must not
+    # arrive after the click (STANDARDS 6); a link asked for later is queued anew.
+    session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.subscriber_id == sub.id, OutboxMessage.status == OutboxStatus.PENDING)
+        .values(status=OutboxStatus.CANCELLED, last_error="not needed any more: subscriber unsubscribed")
+    )
     if session.get(Suppression, sub.email_hash) is None:
         session.add(Suppression(email_hash=sub.email_hash, reason="unsubscribed"))
     extra = {"reason": reason} if reason else {}

@@ -17,6 +17,8 @@ from .consent import LANGUAGES
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # RFC 2047 encoded-words in user text would be decoded by some mail clients into headers.
 _ENCODED_WORD = re.compile(r"=\?[^?]*\?[bBqQ]\?", re.ASCII)
+# Lone surrogates arrive only through JSON "\ud800" escapes; no database or mail can hold them.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 MAX_KEYWORDS = 200
 MAX_LOCATION = 100
@@ -47,6 +49,8 @@ def clean_text(field: str, value: object, max_length: int) -> str:
         raise InvalidInput(field, f"{field}: line breaks and control characters are not allowed")
     if _ENCODED_WORD.search(value):
         raise InvalidInput(field, f"{field}: '=?' encoded words are not allowed")
+    if _SURROGATE.search(value):
+        raise InvalidInput(field, f"{field}: not valid Unicode text")
     text = " ".join(unicodedata.normalize("NFC", value).split())
     if len(text) > max_length:
         raise InvalidInput(field, f"{field}: at most {max_length} characters")
@@ -59,6 +63,8 @@ def clean_email(value: object) -> str:
         raise InvalidInput("email", "email: an email address is required")
     if _CONTROL.search(value) or _ENCODED_WORD.search(value):
         raise InvalidInput("email", "email: line breaks and control characters are not allowed")
+    if _SURROGATE.search(value):
+        raise InvalidInput("email", "email: not valid Unicode text")
     raw = value.strip()
     if len(raw) > 254:
         raise InvalidInput("email", "email: the address is too long")

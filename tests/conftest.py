@@ -28,7 +28,35 @@ from .smtp_sink import SmtpSink
 
 PG_ADMIN_URL = os.environ.get("NEWSLETTER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 PG_MODE = os.environ.get("NEWSLETTER_TEST_POSTGRES", "auto")
-REDIS_URL = os.environ.get("NEWSLETTER_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+REDIS_SERVER = os.environ.get("NEWSLETTER_TEST_REDIS_SERVER", "redis://127.0.0.1:6379")
+REDIS_URL = f"{REDIS_SERVER}/13"  # replaced by the database number this run claims
+_LOCK_KEY = "newsletter:test-run:db"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Claim a Redis database number (1-15) of this run's own, so that test runs side by
+    side (CI, a developer, a helper) never flush or run each other's jobs."""
+    global REDIS_URL
+    lock = Redis.from_url(f"{REDIS_SERVER}/0")
+    try:
+        for number in range(15, 0, -1):
+            if lock.set(f"{_LOCK_KEY}:{number}", os.getpid(), nx=True, ex=6 * 3600):
+                REDIS_URL = f"{REDIS_SERVER}/{number}"
+                config._newsletter_redis_db = number  # type: ignore[attr-defined]
+                return
+    except Exception:  # noqa: BLE001 - no Redis: the tests that need it fail with a clear error
+        return
+    finally:
+        lock.close()
+    raise pytest.UsageError("every Redis database 1-15 is taken by other test runs")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    number = getattr(config, "_newsletter_redis_db", None)
+    if number is not None:
+        lock = Redis.from_url(f"{REDIS_SERVER}/0")
+        lock.delete(f"{_LOCK_KEY}:{number}")
+        lock.close()
 SECRET = "test-secret-key-0123456789abcdefghijklmnopqrstuvwxyz"
 
 
@@ -116,7 +144,7 @@ def smtp() -> Iterator[SmtpSink]:
 def make_settings(**overrides: Any) -> Settings:
     base: dict[str, Any] = {
         "env": "test",
-        "redis_url": REDIS_URL,
+        "redis_url": REDIS_URL,  # module global: read at call time, after pytest_configure
         "base_url": "http://newsletter.test",
         "secret_key": SECRET,
         "mail_from": "Jobs-Newsletter <newsletter@jobs.example.org>",

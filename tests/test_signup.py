@@ -4,6 +4,7 @@ on what a form can make the service send (CONTRACT "HTTP", STANDARDS 9-10, 18-29
 
 from __future__ import annotations
 
+import json
 import re
 from email import message_from_bytes, message_from_string, policy
 from email.header import decode_header
@@ -69,7 +70,9 @@ def test_form_has_no_csrf_token_and_posts_to_subscribe(client):
 def test_post_without_any_token_or_cookie_is_accepted(app, database):
     # The job board embeds the form on its own pages: no session, no CSRF token.
     fresh = app.test_client(use_cookies=False)
-    answer = fresh.post("/subscribe", data={"email": "embed@example.org"}, headers={"Origin": "https://jobs.example.org"})
+    answer = fresh.post(
+        "/subscribe", data={"email": "embed@example.org"}, headers={"Origin": "https://jobs.example.org"}
+    )
     assert answer.status_code == 200
     assert find_subscriber(database, "embed@example.org").status == "pending"
 
@@ -135,7 +138,8 @@ def test_same_json_for_new_pending_confirmed_and_unsubscribed(client, smtp, drai
         client, smtp, drain,
         lambda email: client.post("/subscribe", json={"email": email}, headers=JSON_ACCEPT),
     )
-    assert answers["new"] == (202, answers["new"][1])
+    assert answers["new"][0] == 202
+    assert json.loads(answers["new"][1]) == {"status": "pending"}
     assert len(set(answers.values())) == 1, {state: code for state, (code, _) in answers.items()}
 
 
@@ -316,6 +320,33 @@ def test_unparseable_json_answers_400(client, database):
     answer = client.post("/subscribe", data=b'{"email": "anna@', content_type="application/json", headers=JSON_ACCEPT)
     assert answer.status_code == 400
     assert answer.get_json()["field"] == "body"
+    assert _subscribers(database) == 0
+
+
+@pytest.mark.parametrize("field", ["email", "keywords", "location"])
+def test_lone_surrogate_in_json_answers_400_and_stores_nothing(client, smtp, drain, database, field):
+    body = {"email": "anna@example.org", field: "Ber\ud800lin"}
+    raw = json.dumps(body)  # JSON can carry a "\ud800" escape that UTF-8 cannot
+    for accept in ("text/html", "application/json"):
+        answer = client.post("/subscribe", data=raw, content_type="application/json", headers={"Accept": accept})
+        assert answer.status_code == 400
+    drain()
+    assert _subscribers(database) == 0
+    assert smtp.messages == []
+
+
+def test_form_body_over_64_kb_answers_a_readable_413_page(client, database):
+    answer = client.post("/subscribe", data=b"email=" + b"x" * 70_000, content_type="application/x-www-form-urlencoded")
+    assert answer.status_code == 413
+    assert answer.mimetype == "text/html"
+    assert "Die Anfrage ist zu groß." in answer.get_data(as_text=True)
+    assert _subscribers(database) == 0
+
+
+def test_json_body_over_64_kb_answers_a_413_json_error(client, database):
+    answer = client.post("/subscribe", data=b'{"email": "' + b"x" * 70_000 + b'"}', content_type="application/json")
+    assert answer.status_code == 413
+    assert answer.get_json() == {"error": "Die Anfrage ist zu groß."}
     assert _subscribers(database) == 0
 
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import logging
 
-from newsletter import outbox, subscriptions
+import time
+
+from sqlalchemy import select
+
+from newsletter import digests, outbox, subscriptions
+from newsletter.delivery import ChunkSender
+from newsletter.models import Edition, EditionState
 
 from . import context, queues
 
@@ -22,16 +28,67 @@ def send_outbox(message_id: int) -> str:
 
 
 def reconcile() -> int:
-    """Re-queue whatever the database holds as unfinished and Redis may have forgotten."""
+    """Re-queue whatever the database holds as unfinished and Redis may have forgotten:
+    outbox mail, and chunks of sending editions with due deliveries."""
     ctx = context.get()
     with ctx.database.session_scope() as session:
         ids = outbox.due_for_requeue(session, ctx.settings.requeue_after_seconds)
         # Enqueue before the commit: if Redis fails, queued_at rolls back and the next
         # reconcile tries again.
         queues.enqueue_outbox(ctx.redis, ids)
-    if ids:
-        log.info("reconciler re-queued %d outbox message(s)", len(ids))
-    return len(ids)
+    chunks = 0
+    with ctx.database.session_scope() as session:
+        editions = list(session.scalars(select(Edition.id).where(Edition.state == EditionState.SENDING)))
+        for edition_id in editions:
+            for lo, hi, lease_expired in digests.open_chunks(session, edition_id, ctx.settings.send_chunk_size, due_only=True):
+                if lease_expired:
+                    # Its worker died; RQ may not notice for many minutes (PITFALLS), so a
+                    # new job under a new id takes the chunk over now.
+                    queues.enqueue_chunk(ctx.redis, edition_id, lo, hi, job_id=f"{queues.chunk_job_id(edition_id, lo)}-{time.time_ns()}")
+                elif not queues.chunk_job_alive(ctx.redis, edition_id, lo):
+                    queues.enqueue_chunk(ctx.redis, edition_id, lo, hi)
+                else:
+                    continue
+                chunks += 1
+            digests.finish_if_done(session, edition_id)
+    if ids or chunks:
+        log.info("reconciler re-queued %d outbox message(s) and %d chunk(s)", len(ids), chunks)
+    return len(ids) + chunks
+
+
+def queue_edition(edition_id: int) -> int:
+    """Queue a send job for every chunk of an edition's unfinished deliveries."""
+    ctx = context.get()
+    with ctx.database.session_scope() as session:
+        chunks = digests.open_chunks(session, edition_id, ctx.settings.send_chunk_size)
+    for lo, hi, _ in chunks:
+        queues.enqueue_chunk(ctx.redis, edition_id, lo, hi)
+    return len(chunks)
+
+
+def send_chunk(edition_id: int, lo: int, hi: int) -> dict[str, object]:
+    """Send the due deliveries lo..hi of an edition over one SMTP connection."""
+    ctx = context.get()
+    result = ChunkSender(ctx.database, ctx.settings, ctx.redis).run(edition_id, lo, hi)
+    if result.retry_in is not None:
+        # Not the chunk's own job id: RQ deletes this running job's hash when it finishes
+        # (result_ttl=0), which would take a retry scheduled under the same id with it.
+        queues.enqueue_chunk(ctx.redis, edition_id, lo, hi, delay_seconds=result.retry_in,
+                             job_id=f"{queues.chunk_job_id(edition_id, lo)}-retry-{time.time_ns()}")
+    return {"sent": result.sent, "retry": result.retry, "failed": result.failed,
+            "bounced": result.bounced, "cancelled": result.cancelled, "stopped": result.stopped}
+
+
+def digest_tick() -> int | None:
+    """The scheduler's check: make the current period's edition if due, then queue it."""
+    ctx = context.get()
+    with ctx.database.session_scope() as session:
+        edition = digests.tick(session, ctx.settings)
+        edition_id = edition.id if edition is not None else None
+    if edition_id is not None:
+        log.info("scheduled edition %s created", edition_id)
+        queue_edition(edition_id)
+    return edition_id
 
 
 def purge() -> dict[str, int]:

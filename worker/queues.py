@@ -33,3 +33,32 @@ def enqueue_outbox(redis: Redis, ids: Iterable[int], delay_seconds: float = 0) -
             )
         count += 1
     return count
+
+
+def chunk_job_id(edition_id: int, lo: int) -> str:
+    return f"chunk-{edition_id}-{lo}"
+
+
+def enqueue_chunk(
+    redis: Redis, edition_id: int, lo: int, hi: int, delay_seconds: float = 0, job_id: str | None = None
+) -> None:
+    """Queue the send job of one chunk (deliveries lo..hi of an edition)."""
+    queue = Queue(DIGEST, connection=redis)
+    options = {"job_timeout": JOB_TIMEOUT, "result_ttl": 0, "failure_ttl": RESULT_TTL,
+               "job_id": job_id or chunk_job_id(edition_id, lo)}
+    if delay_seconds > 0:
+        queue.enqueue_in(timedelta(seconds=delay_seconds), "worker.jobs.send_chunk", edition_id, lo, hi, **options)
+    else:
+        queue.enqueue("worker.jobs.send_chunk", edition_id, lo, hi, **options)
+
+
+def chunk_job_alive(redis: Redis, edition_id: int, lo: int) -> bool:
+    """Whether the chunk's job is still waiting or running in Redis."""
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job, JobStatus
+
+    try:
+        status = Job.fetch(chunk_job_id(edition_id, lo), connection=redis).get_status(refresh=False)
+    except NoSuchJobError:
+        return False
+    return status in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED)

@@ -15,7 +15,6 @@ from . import context, jobs, queues
 
 log = logging.getLogger(__name__)
 
-RECONCILE_EVERY_SECONDS = 60
 PURGE_EVERY_SECONDS = 3600
 
 
@@ -32,8 +31,9 @@ def build_scheduler(settings: Settings) -> CronScheduler:
     what is due, so two schedulers or a restart neither skip nor double anything."""
     ctx = context.configure(settings)
     cron = CronScheduler(connection=ctx.redis, logging_level="INFO")
-    cron.register(jobs.reconcile, queue_name=queues.MAINTENANCE, interval=RECONCILE_EVERY_SECONDS)
+    cron.register(jobs.reconcile, queue_name=queues.MAINTENANCE, interval=settings.reconcile_interval_seconds)
     cron.register(jobs.purge, queue_name=queues.MAINTENANCE, interval=PURGE_EVERY_SECONDS)
+    cron.register(jobs.digest_tick, queue_name=queues.MAINTENANCE, interval=settings.tick_interval_seconds)
     return cron
 
 

@@ -6,15 +6,25 @@ from pathlib import Path
 
 from flask import Flask, g, request
 from flask_babel import Babel, get_locale
+from werkzeug.exceptions import HTTPException
 
 from ..consent import LANGUAGES
 
 TRANSLATIONS = Path(__file__).resolve().parent.parent / "translations"
 
 
+def _form_language() -> str | None:
+    """The form's `language` field. A body the form parser refuses (413, malformed) means
+    no choice: the error page for that very body must still render, not fail again."""
+    try:
+        return request.form.get("language")
+    except HTTPException:
+        return None
+
+
 def select_locale() -> str:
     """?lang= wins, then a language the view chose (a subscriber's), then the browser's."""
-    asked = request.args.get("lang") or request.form.get("language") if request else None
+    asked = request.args.get("lang") or _form_language() if request else None
     if asked in LANGUAGES:
         return str(asked)
     chosen = g.get("page_language")

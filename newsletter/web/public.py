@@ -109,12 +109,18 @@ def subscribe() -> Response:
     except InvalidInput as exc:
         if wants_json():
             return error_response(400, str(exc), exc.field)
-        values = {k: str(data.get(k) or "")[:300] for k in ("email", "keywords", "location", "language")}
+        values = {k: _echo(data.get(k)) for k in ("email", "keywords", "location", "language")}
         return _page("subscribe.html", 400, **_form_context(values=values, errors={exc.field: str(exc)}))
     origin = _origin(data)
     ids = _with_retry(lambda: subscriptions.signup(get_session(), email, prefs, origin))
     enqueue_outbox_after_commit(ids)
     return _signup_answer()
+
+
+def _echo(value: object) -> str:
+    """What the reader typed, to show the form again: at most 300 characters, and only what
+    UTF-8 can carry (a JSON body may hold lone surrogates, which would fail the page)."""
+    return str(value or "")[:300].encode("utf-8", "replace").decode("utf-8")
 
 
 def _default_language() -> str:

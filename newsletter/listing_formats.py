@@ -1,0 +1,319 @@
+"""Reading listing feeds: JSON array, JSON Lines, CSV with a header row and schema.org
+`JobPosting` JSON-LD, turned into plain records with the contract's field names.
+
+This module only parses; whether a record is acceptable is `listings.clean_listing`'s
+business. A file that cannot be read as any of the formats raises FeedError (the whole file
+is refused); a single broken record (a JSON Lines line that is not JSON, an array item that
+is not an object) becomes a Record with `problem` set, so that the rest of the file still
+counts.
+
+The format is decided by the content: a file starting with `[` or `{` is JSON (an array,
+JSON-LD, or JSON Lines when the whole text is not one JSON document); anything else is CSV.
+The extension is only a hint: a `.json`/`.jsonl`/`.jsonld` file that does not start like
+JSON is refused as "not JSON" rather than guessed to be CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from typing import Any
+
+JSON_SUFFIXES = (".json", ".jsonl", ".ndjson", ".jsonld")
+REQUIRED_COLUMNS = ("id", "title", "url", "published_at")
+
+
+class FeedError(ValueError):
+    """The file as a whole cannot be read; str() says why in one line."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """One listing as found in a feed. `where` names it for people: `line 4` (JSON Lines,
+    CSV) or `item 3` (0-based index into a JSON array or a JSON-LD array / @graph)."""
+
+    where: str
+    index: int
+    data: Mapping[str, Any]
+    problem: str | None = None
+
+
+def decode(raw: bytes) -> str:
+    """UTF-8 text (a BOM is dropped) or FeedError naming the first bad byte."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        bad = raw[exc.start:exc.start + 1].hex()
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise FeedError(
+            f"not UTF-8 text (byte 0x{bad} on line {line}, offset {exc.start}); convert the file to UTF-8"
+        ) from None
+
+
+def parse_feed(raw: bytes, filename: str = "") -> list[Record]:
+    """Every record of a feed file, in file order, or FeedError."""
+    text = decode(raw)
+    stripped = text.lstrip()
+    if not stripped:
+        raise FeedError("the file is empty")
+    if stripped[0] in "[{":
+        return _parse_json_family(text)
+    if filename.lower().endswith(JSON_SUFFIXES):
+        raise FeedError("not JSON: the file does not start with '[' or '{'")
+    return _parse_csv(text)
+
+
+# -- JSON, JSON Lines, JSON-LD -------------------------------------------------------------
+
+def _json_error(exc: json.JSONDecodeError) -> str:
+    return f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+
+
+def _parse_json_family(text: str) -> list[Record]:
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as whole:
+        # Not one document: JSON Lines, if its first record parses on its own.
+        first = next((line for line in _lines(text) if line.strip()), "")
+        try:
+            json.loads(first)
+        except json.JSONDecodeError:
+            raise FeedError(_json_error(whole)) from None
+        return _parse_json_lines(text)
+    if isinstance(document, dict) and not _is_json_ld(document):
+        return [Record("line 1", 0, document)]  # JSON Lines with a single line
+    return records_from_json(document)
+
+
+def records_from_json(document: object) -> list[Record]:
+    """The records of a parsed JSON document: an array of listings, or JSON-LD (one
+    JobPosting, an array of them, or an @graph). Used by the file import and the API."""
+    if isinstance(document, dict) and _is_json_ld(document):
+        return _parse_json_ld(document)
+    if isinstance(document, list):
+        if any(isinstance(item, dict) and _is_json_ld(item) for item in document):
+            return _parse_json_ld(document)
+        return [_array_item(i, item) for i, item in enumerate(document)]
+    raise FeedError("expected a JSON array of listings, JSON Lines or JSON-LD")
+
+
+def _array_item(index: int, item: object) -> Record:
+    if isinstance(item, dict):
+        return Record(f"item {index}", index, item)
+    return Record(f"item {index}", index, {}, "listing: expected a JSON object")
+
+
+def _lines(text: str) -> list[str]:
+    """Lines split at LF only: str.splitlines() would also split at U+2028, U+0085 ...,
+    which JSON allows raw inside strings."""
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
+def _parse_json_lines(text: str) -> list[Record]:
+    records = []
+    for number, line in enumerate(_lines(text), start=1):
+        if not line.strip():
+            continue
+        where = f"line {number}"
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            records.append(Record(where, len(records), {}, f"listing: not valid JSON ({exc.msg})"))
+            continue
+        if isinstance(value, dict):
+            records.append(Record(where, len(records), value))
+        else:
+            records.append(Record(where, len(records), {}, "listing: expected a JSON object"))
+    return records
+
+
+# -- CSV -----------------------------------------------------------------------------------
+
+def _delimiter(header: str) -> str:
+    """`,` unless the header line has more `;` or tabs (German spreadsheet exports)."""
+    counts = {d: header.count(d) for d in (",", ";", "\t")}
+    return max(counts, key=lambda d: (counts[d], d == ","))
+
+
+def _parse_csv(text: str) -> list[Record]:
+    header_line = text.lstrip("\r\n").split("\n", 1)[0]
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(header_line))
+    records: list[Record] = []
+    columns: list[str] | None = None
+    read_so_far = 0
+    try:
+        for row in reader:
+            start = read_so_far + 1  # the record's first line, even when a cell spans lines
+            read_so_far = reader.line_num
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if columns is None:
+                columns = [cell.strip().lower() for cell in row]
+                missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+                if missing:
+                    raise FeedError(
+                        f"not a listings CSV: the header row (line {start}) lacks the column(s) "
+                        f"{', '.join(missing)}"
+                    )
+                continue
+            data = {name: value for name, value in zip(columns, row, strict=False) if name}
+            records.append(Record(f"line {start}", len(records), data))
+    except csv.Error as exc:
+        raise FeedError(f"not valid CSV: line {reader.line_num}: {exc}") from None
+    if columns is None:
+        raise FeedError("not a listings CSV: no header row")
+    return records
+
+
+# -- schema.org JobPosting JSON-LD ---------------------------------------------------------
+
+def _types(node: Mapping[str, Any]) -> list[str]:
+    value = node.get("@type")
+    values = value if isinstance(value, list) else [value]
+    # "JobPosting", "schema:JobPosting" and "https://schema.org/JobPosting" are one type.
+    return [re.split(r"[:/#]", v)[-1] for v in values if isinstance(v, str)]
+
+
+def _is_json_ld(node: Mapping[str, Any]) -> bool:
+    return "@graph" in node or "@context" in node or "@type" in node
+
+
+def _parse_json_ld(document: object) -> list[Record]:
+    """JobPosting nodes of a single object, an array or an @graph; other nodes (the site's
+    Organization, a BreadcrumbList ...) are not listings and are passed over."""
+    if isinstance(document, dict) and "@graph" in document:
+        nodes = document["@graph"]
+        if isinstance(nodes, dict):
+            nodes = [nodes]
+        if not isinstance(nodes, list):
+            raise FeedError("JSON-LD: @graph is neither an object nor an array")
+    elif isinstance(document, list):
+        nodes = document
+    else:
+        nodes = [document]
+    records = []
+    for index, node in enumerate(nodes):
+        where = f"item {index}"
+        if not isinstance(node, dict):
+            records.append(Record(where, index, {}, "listing: expected a JSON-LD object"))
+        elif "JobPosting" in _types(node):
+            records.append(Record(where, index, job_posting_fields(node)))
+    if not records:
+        raise FeedError("JSON-LD without any JobPosting")
+    return records
+
+
+def _first(value: object) -> object:
+    return value[0] if isinstance(value, list) and value else value
+
+
+def _name(value: object) -> object:
+    """A plain value, or the `name` of an object (Organization, DefinedTerm ...)."""
+    value = _first(value)
+    if isinstance(value, dict):
+        return value.get("name")
+    return value
+
+
+def _identifier(value: object) -> object:
+    """`identifier` as text: a string, a number or a PropertyValue's `value`."""
+    if isinstance(value, list):
+        for item in value:
+            found = _identifier(item)
+            if found not in (None, ""):
+                return found
+        return None
+    if isinstance(value, dict):
+        return _identifier(value.get("value"))
+    return value
+
+
+def _locality(value: object) -> str | None:
+    """The towns of `jobLocation` (one Place or several), comma-separated."""
+    places = value if isinstance(value, list) else [value]
+    towns: list[str] = []
+    for place in places:
+        address = place.get("address") if isinstance(place, dict) else place
+        address = _first(address)
+        town = address.get("addressLocality") if isinstance(address, dict) else address
+        if isinstance(town, str) and town.strip() and town.strip() not in towns:
+            towns.append(town.strip())
+    return ", ".join(towns) if towns else None
+
+
+def _category(node: Mapping[str, Any]) -> object:
+    for key in ("occupationalCategory", "industry"):
+        value = node.get(key)
+        if isinstance(value, list):
+            names = [n for n in (_name(v) for v in value) if isinstance(n, str) and n.strip()]
+            value = ", ".join(names) if names else None
+        else:
+            value = _name(value)
+        if value not in (None, ""):
+            return value
+    return None
+
+
+def job_posting_fields(node: Mapping[str, Any]) -> dict[str, Any]:
+    """A JobPosting node in the contract's field names (description as plain text)."""
+    description = node.get("description")
+    location = _locality(node.get("jobLocation"))
+    if location is None and _first(node.get("jobLocationType")) == "TELECOMMUTE":
+        location = "Remote"
+    return {
+        "id": _identifier(node.get("identifier")),
+        "title": node.get("title"),
+        "url": node.get("url"),
+        "published_at": node.get("datePosted"),
+        "valid_through": node.get("validThrough"),
+        "company": _name(node.get("hiringOrganization")),
+        "location": location,
+        "category": _category(node),
+        "description": html_to_text(description) if isinstance(description, str) else description,
+    }
+
+
+class _TextExtractor(HTMLParser):
+    BLOCK = {"p", "div", "br", "li", "ul", "ol", "tr", "h1", "h2", "h3", "h4", "h5", "h6",
+             "section", "article", "header", "footer", "table", "blockquote", "pre", "dd", "dt"}
+    HIDDEN = {"script", "style", "template", "head", "noscript"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.HIDDEN:
+            self.hidden += 1
+        elif tag in self.BLOCK:
+            self.parts.append("\n- " if tag == "li" else "\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.HIDDEN:
+            self.hidden = max(0, self.hidden - 1)
+        elif tag in self.BLOCK and tag != "li":  # the next item's "- " starts the line
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.hidden:
+            self.parts.append(data)
+
+
+def html_to_text(value: str) -> str:
+    """Text of an HTML fragment: tags dropped, entities decoded, blocks as line breaks;
+    script and style content dropped. Plain text passes through unchanged."""
+    if "<" not in value and "&" not in value:
+        return value
+    parser = _TextExtractor()
+    parser.feed(value)
+    parser.close()
+    lines = [" ".join(line.split()) for line in "".join(parser.parts).split("\n")]
+    text = "\n".join(lines)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+

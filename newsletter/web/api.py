@@ -1,0 +1,306 @@
+"""The HTTP API at /api/v1/ for the job board's systems: JSON in and out, every route behind
+`Authorization: Bearer TOKEN` (tokens from `newsletter api-token create`), no CSRF (no
+cookies are involved), bodies up to MAX_BODY instead of the app's 64 KB form limit.
+
+Listings go through the very code of `newsletter listings import` (listings.validate and
+listings.upsert), so a row the CLI refuses the API refuses with the same reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, g, jsonify, request
+from sqlalchemy.exc import IntegrityError
+from werkzeug.exceptions import HTTPException
+
+from .. import api_tokens, listings
+from ..db import get_session
+from ..listing_formats import FeedError, records_from_json
+from ..models import EditionState
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+# A few MB: a full feed of a few thousand listings in one request. The app-wide
+# MAX_CONTENT_LENGTH (64 KB) stays for the public forms; this applies only to requests
+# that passed authentication, so an anonymous client can never make us read more.
+MAX_BODY = 4 * 1024 * 1024
+MAX_ITEMS = 5000
+REALM = 'Bearer realm="newsletter-api"'
+
+
+def _error(status: int, message: str, **extra: Any) -> Response:
+    response = jsonify({"error": message, **extra})
+    response.status_code = status
+    return response
+
+
+def _unauthorized(message: str, invalid: bool) -> Response:
+    response = _error(401, message)
+    # RFC 6750 3.1: no error code when no credentials came; invalid_token when they were bad.
+    response.headers["WWW-Authenticate"] = REALM + (', error="invalid_token"' if invalid else "")
+    return response
+
+
+@bp.before_request
+def _authenticate() -> Response | None:
+    scheme, _, secret = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        return _unauthorized("a bearer token is required (Authorization: Bearer TOKEN)", invalid=False)
+    session = get_session()
+    token = api_tokens.verify(session, secret.strip())
+    if token is None:
+        session.rollback()
+        return _unauthorized("the bearer token is unknown or revoked", invalid=True)
+    session.commit()  # last_used_at, and no lock held while the body is read
+    g.api_token_name = token.name
+    request.max_content_length = MAX_BODY
+    return None
+
+
+@bp.after_request
+def _no_store(response: Response) -> Response:
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(exc: HTTPException) -> Response:
+    """JSON whatever the Accept header says (413 for an oversized body, for one)."""
+    return _error(exc.code or 500, exc.description or exc.name)
+
+
+# -- listings ---------------------------------------------------------------------------------
+
+@bp.post("/listings")
+def post_listings() -> Response:
+    """Upsert an array of listings; the good rows are kept, the bad ones named."""
+    body = request.get_json(force=True, silent=True)
+    if not isinstance(body, list):
+        return _error(400, "body: expected a JSON array of listings", field="body")
+    if len(body) > MAX_ITEMS:
+        return _error(400, f"body: at most {MAX_ITEMS} listings per request", field="body")
+    try:
+        records = records_from_json(body)
+    except FeedError as exc:
+        return _error(400, f"body: {exc}", field="body")
+    session = get_session()
+    result = listings.ImportResult()
+    for attempt in (1, 2):  # a concurrent import may insert the same new id first
+        try:
+            result = listings.import_records(session, records)
+            session.commit()
+            break
+        except IntegrityError:
+            session.rollback()
+            if attempt == 2:
+                raise
+    return jsonify({
+        "added": result.added,
+        "updated": result.updated,
+        "unchanged": result.unchanged,
+        "rejected": [{"index": r.index, "id": r.id, "reason": r.reason} for r in result.rejected],
+    })
+
+
+@bp.delete("/listings/<path:external_id>")
+def delete_listing(external_id: str) -> Response:
+    """Withdraw a listing: it stays stored but is no longer mailed. Idempotent."""
+    session = get_session()
+    row = listings.withdraw(session, external_id)
+    if row is None or row.withdrawn_at is None:  # (withdrawn_at is set for a known id)
+        return _error(404, "no listing with this id")
+    session.commit()
+    return jsonify({"id": row.external_id, "withdrawn_at": row.withdrawn_at.isoformat() + "Z"})
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """This API's OpenAPI 3.1 description."""
+    return jsonify(OPENAPI)
+
+
+# -- editions ---------------------------------------------------------------------------------
+# EDITIONS: POST /api/v1/editions and GET /api/v1/editions/<int:edition_id> belong here
+# (the digest issue). Their contract is already in OPENAPI below: POST answers 202 with
+# {"id", "state"}, GET answers {"id", "state", "queued", "sent", "failed", "bounced"}.
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_UNAUTHORIZED = {
+    "description": "No, an unknown or a revoked bearer token.",
+    "headers": {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer"}},
+    "content": _json(_ERROR),
+}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "Jobs newsletter API",
+        "version": "1.0.0",
+        "description": (
+            "For the job board's systems: push listings, withdraw them, trigger and watch "
+            "digest editions. Every operation needs `Authorization: Bearer TOKEN`; tokens are "
+            "made with `newsletter api-token create NAME`. Request bodies may be up to 4 MB."
+        ),
+    },
+    "servers": [{"url": "/api/v1"}],
+    "security": [{"bearerAuth": []}],
+    "paths": {
+        "/listings": {
+            "post": {
+                "operationId": "upsertListings",
+                "summary": "Add or update listings (upsert on id)",
+                "description": (
+                    "The same rules as `newsletter listings import`. Every valid row is stored, "
+                    "every invalid one is named in `rejected`; an id given twice in one request "
+                    "is rejected the second time. Re-sending a withdrawn listing does not bring "
+                    "it back unless its published_at lies after the withdrawal."
+                ),
+                "requestBody": {
+                    "required": True,
+                    "content": _json({
+                        "type": "array",
+                        "maxItems": MAX_ITEMS,
+                        "items": {"$ref": "#/components/schemas/ListingInput"},
+                    }),
+                },
+                "responses": {
+                    "200": {"description": "Processed; the good rows are stored.",
+                            "content": _json({"$ref": "#/components/schemas/ImportResult"})},
+                    "400": {"description": "The body is not a JSON array.", "content": _json(_ERROR)},
+                    "401": _UNAUTHORIZED,
+                    "413": {"description": "The body is larger than 4 MB.", "content": _json(_ERROR)},
+                },
+            },
+        },
+        "/listings/{id}": {
+            "delete": {
+                "operationId": "withdrawListing",
+                "summary": "Withdraw a listing (idempotent)",
+                "parameters": [{
+                    "name": "id", "in": "path", "required": True,
+                    "description": "The job board's id of the listing.",
+                    "schema": {"type": "string", "maxLength": 100},
+                }],
+                "responses": {
+                    "200": {"description": "Withdrawn (now or earlier).", "content": _json({
+                        "type": "object",
+                        "required": ["id", "withdrawn_at"],
+                        "properties": {
+                            "id": {"type": "string"},
+                            "withdrawn_at": {"type": "string", "format": "date-time"},
+                        },
+                    })},
+                    "401": _UNAUTHORIZED,
+                    "404": {"description": "No listing with this id.", "content": _json(_ERROR)},
+                },
+            },
+        },
+        "/editions": {
+            "post": {
+                "operationId": "createEdition",
+                "summary": "Create a digest edition now and queue its delivery (the operator's trigger)",
+                "responses": {
+                    "202": {"description": "Created and queued.", "content": _json({
+                        "type": "object",
+                        "required": ["id", "state"],
+                        "properties": {
+                            "id": {"type": "integer"},
+                            "state": {"$ref": "#/components/schemas/EditionState"},
+                        },
+                    })},
+                    "401": _UNAUTHORIZED,
+                },
+            },
+        },
+        "/editions/{id}": {
+            "get": {
+                "operationId": "getEdition",
+                "summary": "An edition's state and delivery counts",
+                "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                "responses": {
+                    "200": {"description": "The edition.",
+                            "content": _json({"$ref": "#/components/schemas/Edition"})},
+                    "401": _UNAUTHORIZED,
+                    "404": {"description": "No edition with this id.", "content": _json(_ERROR)},
+                },
+            },
+        },
+    },
+    "components": {
+        "securitySchemes": {
+            "bearerAuth": {"type": "http", "scheme": "bearer",
+                           "description": "A token from `newsletter api-token create NAME`."},
+        },
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {"error": {"type": "string"}, "field": {"type": "string"}},
+            },
+            "ListingInput": {
+                "type": "object",
+                "description": (
+                    "Unknown fields are ignored. Text is cleaned of control characters; title, "
+                    "company, location and category become single lines. Times without an "
+                    "offset are Europe/Berlin; a date alone is midnight Europe/Berlin "
+                    "(valid_through: the whole day)."
+                ),
+                "required": ["id", "title", "url", "published_at"],
+                "properties": {
+                    "id": {"type": ["string", "integer"], "maxLength": 100,
+                           "description": "The job board's own id; the upsert key."},
+                    "title": {"type": "string", "maxLength": 300},
+                    "url": {"type": "string", "format": "uri", "maxLength": 2000,
+                            "description": "Absolute http or https, without user name or password."},
+                    "published_at": {"type": "string", "description": "ISO 8601 date or date-time; at most a day ahead.",
+                                     "examples": ["2026-11-20T09:30:00+01:00", "2026-11-20"]},
+                    "valid_through": {"type": ["string", "null"],
+                                      "description": "ISO 8601 date or date-time, not before published_at."},
+                    "company": {"type": ["string", "null"], "maxLength": 200},
+                    "location": {"type": ["string", "null"], "maxLength": 200},
+                    "category": {"type": ["string", "null"], "maxLength": 200},
+                    "description": {"type": ["string", "null"], "maxLength": 20000},
+                },
+            },
+            "ImportResult": {
+                "type": "object",
+                "required": ["added", "updated", "unchanged", "rejected"],
+                "properties": {
+                    "added": {"type": "integer"},
+                    "updated": {"type": "integer"},
+                    "unchanged": {"type": "integer", "description": "Identical to what was stored."},
+                    "rejected": {"type": "array", "items": {
+                        "type": "object",
+                        "required": ["index", "id", "reason"],
+                        "properties": {
+                            "index": {"type": "integer", "description": "0-based position in the request array."},
+                            "id": {"type": ["string", "null"], "description": "The row's id, when it could be read."},
+                            "reason": {"type": "string", "examples": ["url: only absolute http and https links are allowed"]},
+                        },
+                    }},
+                },
+            },
+            "EditionState": {"type": "string", "enum": [
+                EditionState.SENDING, EditionState.PAUSED, EditionState.CANCELLED, EditionState.DONE,
+            ]},
+            "Edition": {
+                "type": "object",
+                "required": ["id", "state", "queued", "sent", "failed", "bounced"],
+                "properties": {
+                    "id": {"type": "integer"},
+                    "state": {"$ref": "#/components/schemas/EditionState"},
+                    "queued": {"type": "integer"},
+                    "sent": {"type": "integer"},
+                    "failed": {"type": "integer"},
+                    "bounced": {"type": "integer"},
+                },
+            },
+        },
+    },
+}

@@ -1,0 +1,302 @@
+"""The confirmation link: GET only shows a button, POST confirms and sends the welcome mail
+with the list headers; tampered, foreign and expired tokens change nothing; old links keep
+working after a key rotation (CONTRACT "HTTP", STANDARDS 1-5, 8, 12, 26)."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+
+from newsletter.models import ConsentEvent
+from newsletter.tokens import CONFIRM_SALT, Tokens
+from tests.conftest import SECRET, make_settings
+from tests.helpers import BASE, all_rows, find_subscriber, form_action, links, only_link, path_of, signup
+
+EMAIL = "anna@example.org"
+NEW_SECRET = "rotated-secret-key-abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+@pytest.fixture
+def confirm_path(client, smtp, drain) -> str:
+    """The path of the confirmation link mailed to a fresh signup of EMAIL."""
+    assert signup(client, EMAIL, keywords="Python").status_code == 200
+    drain()
+    [mail] = smtp.to(EMAIL)
+    return only_link(mail.part("plain"), "/confirm/")
+
+
+def _token(path: str) -> str:
+    return path.rsplit("/", 1)[1]
+
+
+def _events(database, name: str) -> list[ConsentEvent]:
+    sub = find_subscriber(database, EMAIL)
+    return all_rows(database, ConsentEvent, subscriber_public_id=sub.public_id, event=name)
+
+
+def _old_confirm_token(public_id: str, age_hours: float, keys: list[str] | None = None) -> str:
+    """A confirmation token signed `age_hours` ago: what a reader holds who clicks late."""
+
+    class SignedEarlier(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(time.time() - age_hours * 3600)
+
+    return URLSafeTimedSerializer(keys or [SECRET], salt=CONFIRM_SALT, signer=SignedEarlier).dumps(public_id)
+
+
+# -- GET shows, POST confirms -----------------------------------------------------------------
+
+def test_get_shows_a_page_with_one_post_form_to_the_same_link(client, confirm_path):
+    page = client.get(confirm_path)
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert html.count("<form") == 1
+    assert form_action(html) == confirm_path
+    assert "Ja, Newsletter abonnieren" in html
+
+
+def test_get_changes_nothing(client, smtp, drain, database, confirm_path):
+    for _ in range(3):  # mail scanners prefetch links, some more than once
+        assert client.get(confirm_path).status_code == 200
+    assert client.head(confirm_path).status_code == 200
+    drain()
+    assert find_subscriber(database, EMAIL).status == "pending"
+    assert _events(database, "confirmed") == []
+    assert len(smtp.messages) == 1
+
+
+def test_post_confirms(client, database, confirm_path):
+    done = client.post(confirm_path, headers={"User-Agent": "pytest-browser"})
+    assert done.status_code == 200
+    assert "Vielen Dank, Ihre Anmeldung ist bestätigt" in done.get_data(as_text=True)
+    sub = find_subscriber(database, EMAIL)
+    assert sub.status == "confirmed"
+    assert sub.confirmed_at is not None
+    [event] = _events(database, "confirmed")
+    assert (event.ip, event.user_agent) == ("127.0.0.1", "pytest-browser")
+
+
+def test_submitting_the_form_of_the_get_page_confirms(client, database, confirm_path):
+    html = client.get(confirm_path).get_data(as_text=True)
+    assert client.post(form_action(html)).status_code == 200
+    assert find_subscriber(database, EMAIL).status == "confirmed"
+
+
+def test_confirmed_page_links_preferences_and_unsubscribe(client, confirm_path):
+    html = client.post(confirm_path).get_data(as_text=True)
+    assert re.search(r'href="/preferences/[^"]+"', html)
+    assert re.search(r'href="/unsubscribe/[^"]+"', html)
+
+
+# -- the welcome mail ---------------------------------------------------------------------------
+
+@pytest.fixture
+def welcome(client, smtp, drain, confirm_path):
+    assert client.post(confirm_path).status_code == 200
+    drain()
+    mails = smtp.to(EMAIL)
+    assert len(mails) == 2
+    return mails[1]
+
+
+def test_welcome_mail_has_one_list_unsubscribe_with_the_unsubscribe_url(welcome):
+    values = welcome.message.get_all("List-Unsubscribe")
+    assert len(values) == 1
+    assert re.fullmatch(re.escape(f"<{BASE}/unsubscribe/") + r"[A-Za-z0-9_.\-]+>", str(values[0]))
+
+
+def test_welcome_mail_has_one_click_post_header(welcome):
+    assert welcome.message.get_all("List-Unsubscribe-Post") == ["List-Unsubscribe=One-Click"]
+
+
+def test_welcome_mail_has_a_readable_list_id(welcome):
+    [list_id] = welcome.message.get_all("List-Id")
+    assert list_id == "Jobs-Newsletter <jobs-newsletter.jobs.example.org>"
+
+
+def test_welcome_mail_shows_preferences_and_unsubscribe_links_in_both_parts(welcome):
+    header_url = welcome.message["List-Unsubscribe"].strip("<>")
+    text, html = welcome.part("plain"), welcome.part("html")
+    for part in (text, html):
+        assert set(links(part, "/unsubscribe/")) == {header_url}
+        assert len(set(links(part, "/preferences/"))) == 1
+    assert set(links(text, "/preferences/")) == set(links(html, "/preferences/"))
+
+
+def test_welcome_mail_links_do_not_carry_the_address(welcome):
+    header_url = welcome.message["List-Unsubscribe"]
+    for url in [header_url, *links(welcome.part("plain"), "/preferences/")]:
+        assert "anna" not in url.lower()
+        assert "example.org" not in url.lower()
+
+
+def test_welcome_mail_goes_out_with_verp_and_auto_submitted(welcome, database):
+    public_id = find_subscriber(database, EMAIL).public_id
+    assert welcome.mail_from == f"bounces+{public_id}@jobs.example.org"
+    assert welcome.message["Auto-Submitted"] == "auto-generated"
+    assert welcome.message["Return-Path"] is None
+
+
+def test_welcome_preferences_link_opens_the_settings(client, welcome):
+    path = only_link(welcome.part("plain"), "/preferences/")
+    page = client.get(path)
+    assert page.status_code == 200
+    assert EMAIL in page.get_data(as_text=True)
+
+
+# -- confirming twice ----------------------------------------------------------------------------
+
+def test_second_post_says_already_confirmed_and_sends_nothing(client, smtp, drain, database, welcome, confirm_path):
+    again = client.post(confirm_path)
+    assert again.status_code == 200
+    assert "Sie sind bereits angemeldet" in again.get_data(as_text=True)
+    drain()
+    assert len(smtp.messages) == 2
+    assert len(_events(database, "confirmed")) == 1
+
+
+def test_get_after_confirming_says_already_confirmed(client, database, welcome, confirm_path):
+    page = client.get(confirm_path)
+    assert page.status_code == 200
+    assert "Sie sind bereits angemeldet" in page.get_data(as_text=True)
+    assert find_subscriber(database, EMAIL).status == "confirmed"
+
+
+# -- tampered and foreign tokens --------------------------------------------------------------------
+
+def _flip(token: str, index: int) -> str:
+    char = token[index]
+    replacement = "B" if char != "B" else "C"
+    return token[:index] + replacement + token[index + 1:]
+
+
+def _tampered(token: str, public_id: str) -> dict[str, str]:
+    keys = [SECRET]
+    return {
+        "payload-char-changed": _flip(token, 3),
+        "signature-char-changed": _flip(token, len(token) - 6),
+        "appended": token + "A",
+        "truncated": token[:-3],
+        "signature-removed": token.rsplit(".", 1)[0],
+        "garbage": "not-a-token",
+        "unsubscribe-token": Tokens(keys, 3600).unsubscribe(public_id),
+        "preferences-token": Tokens(keys, 3600).preferences(public_id),
+        "other-key": Tokens(["some-other-key-0123456789abcdefghijklmnop"], 3600).confirm(public_id),
+    }
+
+
+@pytest.mark.parametrize(
+    "variant",
+    ["payload-char-changed", "signature-char-changed", "appended", "truncated", "signature-removed",
+     "garbage", "unsubscribe-token", "preferences-token", "other-key"],
+)
+def test_tampered_token_answers_4xx_and_changes_nothing(client, smtp, drain, database, confirm_path, variant):
+    public_id = find_subscriber(database, EMAIL).public_id
+    bad = _tampered(_token(confirm_path), public_id)[variant]
+    assert bad != _token(confirm_path)
+    for method in (client.get, client.post):
+        answer = method(f"/confirm/{bad}")
+        assert 400 <= answer.status_code < 500, (method, answer.status_code)
+        assert "Dieser Link ist ungültig" in answer.get_data(as_text=True)
+    drain()
+    assert find_subscriber(database, EMAIL).status == "pending"
+    assert _events(database, "confirmed") == []
+    assert len(smtp.messages) == 1
+
+
+def test_token_of_an_unknown_subscriber_answers_404(client, database, confirm_path):
+    token = Tokens([SECRET], 3600).confirm("NoSuchSubscriber123")
+    assert client.post(f"/confirm/{token}").status_code == 404
+    assert find_subscriber(database, EMAIL).status == "pending"
+
+
+# -- expiry ----------------------------------------------------------------------------------------
+
+def test_expired_link_answers_410_says_so_and_links_the_signup(client, database, confirm_path):
+    token = _old_confirm_token(find_subscriber(database, EMAIL).public_id, age_hours=49)
+    for method in (client.get, client.post):
+        answer = method(f"/confirm/{token}")
+        html = answer.get_data(as_text=True)
+        assert answer.status_code == 410
+        assert "Dieser Bestätigungslink ist abgelaufen" in html
+        assert 'href="/subscribe"' in html
+
+
+def test_expired_link_subscribes_nobody(client, smtp, drain, database, confirm_path):
+    token = _old_confirm_token(find_subscriber(database, EMAIL).public_id, age_hours=49)
+    client.post(f"/confirm/{token}")
+    drain()
+    assert find_subscriber(database, EMAIL).status == "pending"
+    assert _events(database, "confirmed") == []
+    assert len(smtp.messages) == 1
+
+
+def test_link_younger_than_48_hours_still_confirms(client, database, confirm_path):
+    token = _old_confirm_token(find_subscriber(database, EMAIL).public_id, age_hours=47)
+    assert client.post(f"/confirm/{token}").status_code == 200
+    assert find_subscriber(database, EMAIL).status == "confirmed"
+
+
+def test_expired_and_tampered_link_is_invalid_not_expired(client, database, confirm_path):
+    token = _old_confirm_token(find_subscriber(database, EMAIL).public_id, age_hours=49)
+    answer = client.post(f"/confirm/{_flip(token, 3)}")
+    assert answer.status_code == 400
+    assert find_subscriber(database, EMAIL).status == "pending"
+
+
+def test_expired_page_is_english_for_an_english_subscriber(client, smtp, drain, database):
+    signup(client, "emma@example.org", language="en")
+    public_id = find_subscriber(database, "emma@example.org").public_id
+    answer = client.get(f"/confirm/{_old_confirm_token(public_id, age_hours=49)}", headers={"Accept-Language": "en"})
+    assert answer.status_code == 410
+    assert "This confirmation link has expired" in answer.get_data(as_text=True)
+
+
+# -- key rotation ----------------------------------------------------------------------------------
+
+def _app_with_keys(settings, smtp, tmp_path, secret_key: str, fallbacks: tuple[str, ...]):
+    from newsletter import create_app
+
+    rotated = make_settings(
+        database_url=settings.database_url, smtp_port=smtp.port, instance_path=str(tmp_path / "rotated"),
+        secret_key=secret_key, secret_key_fallbacks=fallbacks,
+    )
+    return create_app(rotated)
+
+
+@pytest.fixture
+def rotated_client(settings, smtp, tmp_path):
+    """A client of the app after the key was rotated, the old key kept as a fallback."""
+    app = _app_with_keys(settings, smtp, tmp_path, NEW_SECRET, (SECRET,))
+    yield app.test_client()
+    app.extensions["newsletter_db"].dispose()
+
+
+def test_old_preferences_link_works_after_key_rotation(rotated_client, welcome):
+    path = only_link(welcome.part("plain"), "/preferences/")
+    page = rotated_client.get(path)
+    assert page.status_code == 200
+    assert EMAIL in page.get_data(as_text=True)
+
+
+def test_old_unsubscribe_link_works_after_key_rotation(rotated_client, database, welcome):
+    path = path_of(welcome.message["List-Unsubscribe"].strip("<>"))
+    answer = rotated_client.post(path, data={"List-Unsubscribe": "One-Click"})
+    assert answer.status_code == 200
+    assert find_subscriber(database, EMAIL).status == "unsubscribed"
+
+
+def test_old_links_fail_when_the_old_key_is_dropped(settings, smtp, tmp_path, database, welcome):
+    app = _app_with_keys(settings, smtp, tmp_path, NEW_SECRET, ())
+    try:
+        client = app.test_client()
+        unsubscribe = path_of(welcome.message["List-Unsubscribe"].strip("<>"))
+        assert client.post(unsubscribe, data={"List-Unsubscribe": "One-Click"}).status_code == 400
+        assert client.get(only_link(welcome.part("plain"), "/preferences/")).status_code == 400
+    finally:
+        app.extensions["newsletter_db"].dispose()
+    assert find_subscriber(database, EMAIL).status == "confirmed"
+
