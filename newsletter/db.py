@@ -63,9 +63,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None  # let the "begin" hook issue BEGIN itself
     # WAL lets the web read while a worker writes; foreign keys are off by default in SQLite.
     cursor = dbapi_connection.cursor()
-    # busy_timeout first: switching to WAL needs a lock another connection may hold.
+    # busy_timeout first: switching to WAL needs a lock another connection may hold, and
+    # only switch when needed (the mode is kept in the file; `db upgrade` sets it once).
     cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA journal_mode=WAL")
+    if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()

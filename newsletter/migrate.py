@@ -21,8 +21,12 @@ def alembic_config(database_url: str) -> Config:
 def upgrade(database_url: str, revision: str = "head") -> str:
     """Migrate the database to `revision`; returns the revision it is at afterwards."""
     database = Database(database_url)  # creates the SQLite folder when needed
-    database.dispose()
     command.upgrade(alembic_config(database_url), revision)
+    # One connection through Database leaves a SQLite file in WAL mode for good, so that
+    # web workers starting together never race to switch it.
+    with database.engine.connect():
+        pass
+    database.dispose()
     return current_revision(database_url) or "base"
 
 

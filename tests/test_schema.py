@@ -35,3 +35,14 @@ def test_consent_events_cannot_be_rewritten(database):
     with pytest.raises(DatabaseError, match="append-only"):
         with database.session_scope() as session:
             session.execute(update(ConsentEvent).values(ip="203.0.113.9"))
+
+
+def test_upgrade_leaves_sqlite_in_wal_mode(tmp_path):
+    """Web workers starting together must not race to switch the journal mode (a 500 on the
+    first signups of a fresh SQLite deploy under gunicorn)."""
+    import sqlite3
+
+    path = tmp_path / "fresh.db"
+    upgrade(f"sqlite:///{path}")
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
