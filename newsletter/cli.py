@@ -206,6 +206,16 @@ def _print_status(edition_id: int | None) -> None:
     click.echo(f"listings: {edition.listing_count}")
     click.echo(f"created_at: {edition.created_at.isoformat()}Z")
     click.echo(f"trigger: {edition.trigger}")
+    from sqlalchemy import func, select
+
+    from .models import OperatorAlarm
+
+    since = select(OperatorAlarm).where(OperatorAlarm.at >= edition.created_at)
+    alarms = session.scalar(select(func.count()).select_from(since.subquery())) or 0
+    click.echo(f"alarms: {alarms}")
+    if alarms:
+        last = session.scalars(since.order_by(OperatorAlarm.id.desc()).limit(1)).one()
+        click.echo(f"last_alarm: {last.at.isoformat()}Z {last.kind}: {last.message}")
 
 
 @digest.command("status")

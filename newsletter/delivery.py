@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 
-from sqlalchemy import Connection, and_, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from .config import Settings
@@ -62,6 +62,16 @@ class Claimed:
     subscriber_id: int
     variant_id: int
     attempts: int
+
+
+# Built once: _finish runs once per message, and building the statement each time cost
+# about three times as much as executing it (SQLite).
+_FINISH = (
+    update(Delivery)
+    .where(Delivery.id == bindparam("delivery_id"))
+    .values(status=bindparam("new_status"), lease_until=None, last_error=bindparam("error"))
+)
+_FINISH_SENT = _FINISH.values(sent_at=bindparam("sent_at"))
 
 
 def claim(conn: Connection, edition_id: int, lo: int, hi: int, lease_seconds: float, limit: int) -> list[Claimed]:
@@ -228,10 +238,12 @@ class ChunkSender:
         return mail
 
     def _finish(self, conn: Connection, delivery_id: int, status: str, error: str | None) -> None:
-        values: dict[str, object] = {"status": status, "lease_until": None, "last_error": error and error[:500]}
+        params: dict[str, object] = {"delivery_id": delivery_id, "new_status": status, "error": error and error[:500]}
         if status == DeliveryStatus.SENT:
-            values["sent_at"] = utcnow()
-        conn.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
+            params["sent_at"] = utcnow()
+            conn.execute(_FINISH_SENT, params)
+        else:
+            conn.execute(_FINISH, params)
         conn.commit()
 
     def _retry(self, conn: Connection, items: list[Claimed], created_at, error: str, result: ChunkResult) -> None:  # type: ignore[no-untyped-def]

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +54,24 @@ def _child_env(settings: Settings) -> dict[str, str]:
         NEWSLETTER_INSTANCE_PATH=settings.instance_path,
         NEWSLETTER_SECRET_KEY=settings.secret_key,
         NEWSLETTER_RETRY_BASE_SECONDS=str(min(settings.retry_base_seconds, 10)),
+        NEWSLETTER_DIGEST_FIRST=settings.digest_first,
         PYTHONUNBUFFERED="1",
     )
     return env
+
+
+def _seed(settings: Settings) -> None:
+    from .db import Database
+    from .demo_seed import add_demo_readers, load_sample_listings
+
+    database = Database(settings.database_url)
+    try:
+        with database.session_scope() as session:
+            result = load_sample_listings(session)
+            readers = add_demo_readers(session)
+        print(f"demo: sample listings added {result.added}, updated {result.updated}; demo readers added {readers}")
+    finally:
+        database.dispose()
 
 
 def run_demo(settings: Settings, port: int = 5000) -> None:
@@ -80,6 +96,12 @@ def run_demo(settings: Settings, port: int = 5000) -> None:
 
     revision = upgrade(settings.database_url)
     print(f"demo: database {settings.database_url} at revision {revision}")
+    _seed(settings)
+    # The demo's editions come from its "send an edition now" button; the schedule's first
+    # slot is set two weeks ahead so that the scheduler does not send one at start.
+    first = (datetime.now(settings.tz) + timedelta(days=settings.digest_interval_days)).replace(
+        hour=8, minute=0, second=0, microsecond=0, tzinfo=None)
+    settings = replace(settings, digest_first=first.isoformat(timespec="minutes"))
     env = _child_env(settings)
     exe = [sys.executable, "-m", "newsletter.cli"]
     commands = {
@@ -106,7 +128,8 @@ def run_demo(settings: Settings, port: int = 5000) -> None:
             "\n"
             f"  The jobs newsletter is running.\n"
             f"  Sign up:        {base}/subscribe\n"
-            f"  Demo inbox:     {base}/dev/inbox   (every mail the demo sends)\n"
+            f"  Demo inbox:     {base}/dev/inbox   (every mail the demo sends;\n"
+            f"                  its \"Send an edition now\" button sends a digest to the demo readers)\n"
             f"  Health:         {base}/healthz\n"
             f"  Press Ctrl-C to stop everything.\n",
             flush=True,

@@ -188,7 +188,9 @@ def plan(session: Session, edition_id: int, now: datetime) -> int:
             ),
         )
         .where(Subscriber.status == SubscriberStatus.CONFIRMED, ~_suppressed())
-        .order_by(Subscriber.id)
+        # Readers of one variant and language get neighbouring ids, so a chunk (an id range)
+        # renders one or two digest bodies instead of one for almost every reader.
+        .order_by(EditionVariant.id, Subscriber.language, Subscriber.id)
     )
     session.execute(
         insert(Delivery).from_select(

@@ -26,6 +26,7 @@ class Received:
     rcpt_tos: list[str]
     data: bytes
     mail_options: list[str]
+    received_at: float = field(default_factory=time.monotonic)
 
     @property
     def message(self) -> EmailMessage:

@@ -186,6 +186,14 @@ def test_a_body_that_is_not_an_array_is_400(client, database, token, data, conte
     assert stored(database) == {}
 
 
+def test_more_than_5000_listings_in_one_request_is_400(client, database, token):
+    response = client.post("/api/v1/listings", json=[{}] * 5001, headers=auth(token))
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "body: at most 5000 listings per request"
+    exactly = client.post("/api/v1/listings", json=[{}] * 5000, headers=auth(token))
+    assert exactly.status_code == 200 and len(exactly.get_json()["rejected"]) == 5000
+
+
 def test_bodies_above_the_form_limit_are_accepted_up_to_a_few_mb(client, database, token):
     description = "Wir suchen Verstärkung für unser Team. " * 40  # ~1.6 KB each
     body = [row(n, description=description) for n in range(200)]

@@ -73,6 +73,13 @@ def test_demo_from_signup_to_confirmed_with_embedded_redis_and_inbox(tmp_path):
         wait_until(lambda: len(mails.findall(fetch(base + "/dev/inbox/")[1])) == 2)
         html_link = re.findall(r'href="(/dev/inbox/[^"]+/html)"', fetch(base + mail_path)[1])
         assert html_link and fetch(base + html_link[0])[0] == 200
+
+        # "Send an edition now": the sample listings go to the demo readers and the newcomer.
+        status, page = fetch(base + "/dev/inbox/send-edition", {})
+        assert status == 200 and "Edition 1 created" in page
+        digests = wait_until(lambda: [s for s in re.findall(r'href="/dev/inbox/[^"/?]+">([^<]+)<', fetch(base + "/dev/inbox/")[1])
+                                      if "Jobs für Sie" in s or "jobs for you" in s or "Job für Sie" in s][4:] or None)
+        assert digests
     finally:
         children = psutil.Process(demo.pid).children(recursive=True)
         demo.send_signal(signal.SIGINT)

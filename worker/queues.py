@@ -18,21 +18,23 @@ RESULT_TTL = 3600
 
 
 def enqueue_outbox(redis: Redis, ids: Iterable[int], delay_seconds: float = 0) -> int:
-    """Queue the send job of each outbox id (after `delay_seconds`, via RQ's scheduler)."""
+    """Queue the send job of each outbox id (after `delay_seconds`, via RQ's scheduler).
+    Immediate jobs go out in one pipeline: one round trip on the signup's hot path."""
     queue = Queue(MAIL, connection=redis)
-    count = 0
-    for message_id in ids:
-        if delay_seconds > 0:
+    ids = list(ids)
+    if delay_seconds > 0:
+        for message_id in ids:
             queue.enqueue_in(
                 timedelta(seconds=delay_seconds), "worker.jobs.send_outbox", message_id,
                 job_timeout=JOB_TIMEOUT, result_ttl=RESULT_TTL,
             )
-        else:
-            queue.enqueue(
-                "worker.jobs.send_outbox", message_id, job_timeout=JOB_TIMEOUT, result_ttl=RESULT_TTL
-            )
-        count += 1
-    return count
+        return len(ids)
+    with redis.pipeline() as pipe:
+        for message_id in ids:
+            queue.enqueue("worker.jobs.send_outbox", message_id, job_timeout=JOB_TIMEOUT,
+                          result_ttl=RESULT_TTL, pipeline=pipe)
+        pipe.execute()
+    return len(ids)
 
 
 def chunk_job_id(edition_id: int, lo: int) -> str:

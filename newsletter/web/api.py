@@ -121,9 +121,75 @@ def openapi() -> Response:
 
 
 # -- editions ---------------------------------------------------------------------------------
-# EDITIONS: POST /api/v1/editions and GET /api/v1/editions/<int:edition_id> belong here
-# (the digest issue). Their contract is already in OPENAPI below: POST answers 202 with
-# {"id", "state"}, GET answers {"id", "state", "queued", "sent", "failed", "bounced"}.
+
+def _edition_body(edition: Any) -> dict[str, Any]:
+    from .. import digests
+
+    return {
+        "id": edition.id, "state": edition.state, "trigger": edition.trigger,
+        "created_at": edition.created_at.isoformat() + "Z", "recipients": edition.planned,
+        "listings": edition.listing_count, **digests.counts(get_session(), edition.id),
+    }
+
+
+@bp.post("/editions")
+def create_edition() -> Response:
+    """The operator's trigger: an edition now (cut-off: now), queued for delivery."""
+    from .. import digests
+    from .extensions import queue_edition_after_commit, settings
+
+    session = get_session()
+    edition = digests.create_edition(session, settings(), "api")
+    session.commit()
+    if edition.planned:
+        queue_edition_after_commit(edition.id)
+    response = jsonify(_edition_body(edition))
+    response.status_code = 202
+    return response
+
+
+@bp.get("/editions/preview")
+def preview_edition() -> Response:
+    """What an edition made now would cover (the API's `digest send --dry-run`)."""
+    from .. import digests
+    from .extensions import settings
+
+    result = digests.preview(get_session(), settings())
+    return jsonify(
+        recipients=result.recipients,
+        listings=[{"id": item.external_id, "title": item.title, "url": item.url,
+                   "published_at": item.published_at.isoformat() + "Z"} for item in result.listings],
+    )
+
+
+@bp.get("/editions/<int:edition_id>")
+def get_edition(edition_id: int) -> Response:
+    from ..models import Edition
+
+    edition = get_session().get(Edition, edition_id)
+    if edition is None:
+        return _error(404, f"no edition {edition_id}")
+    return jsonify(_edition_body(edition))
+
+
+@bp.post("/editions/<int:edition_id>/<any(pause, resume, cancel):action>")
+def change_edition(edition_id: int, action: str) -> Response:
+    """Pause, resume or cancel an edition (409 when its state does not allow it)."""
+    from .. import digests
+    from ..models import Edition
+    from .extensions import queue_edition_after_commit
+
+    session = get_session()
+    if session.get(Edition, edition_id) is None:
+        return _error(404, f"no edition {edition_id}")
+    try:
+        edition = digests.set_state(session, edition_id, action)
+    except digests.EditionError as exc:
+        return _error(409, str(exc))
+    session.commit()
+    if action == "resume":
+        queue_edition_after_commit(edition_id)
+    return jsonify(_edition_body(edition))
 
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
@@ -218,6 +284,43 @@ OPENAPI: dict[str, Any] = {
                 },
             },
         },
+        "/editions/preview": {
+            "get": {
+                "operationId": "previewEdition",
+                "summary": "Who and what an edition made now would cover; creates nothing",
+                "responses": {
+                    "200": {"description": "The preview.", "content": _json({
+                        "type": "object",
+                        "required": ["recipients", "listings"],
+                        "properties": {
+                            "recipients": {"type": "integer"},
+                            "listings": {"type": "array", "items": {"type": "object", "properties": {
+                                "id": {"type": "string"}, "title": {"type": "string"},
+                                "url": {"type": "string"}, "published_at": {"type": "string"}}}},
+                        },
+                    })},
+                    "401": _UNAUTHORIZED,
+                },
+            },
+        },
+        "/editions/{id}/{action}": {
+            "post": {
+                "operationId": "changeEdition",
+                "summary": "Pause, resume or cancel an edition",
+                "parameters": [
+                    {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}},
+                    {"name": "action", "in": "path", "required": True,
+                     "schema": {"type": "string", "enum": ["pause", "resume", "cancel"]}},
+                ],
+                "responses": {
+                    "200": {"description": "The edition after the change.",
+                            "content": _json({"$ref": "#/components/schemas/Edition"})},
+                    "401": _UNAUTHORIZED,
+                    "404": {"description": "No edition with this id.", "content": _json(_ERROR)},
+                    "409": {"description": "The edition's state does not allow it.", "content": _json(_ERROR)},
+                },
+            },
+        },
         "/editions/{id}": {
             "get": {
                 "operationId": "getEdition",
@@ -299,6 +402,11 @@ OPENAPI: dict[str, Any] = {
                     "sent": {"type": "integer"},
                     "failed": {"type": "integer"},
                     "bounced": {"type": "integer"},
+                    "cancelled": {"type": "integer"},
+                    "recipients": {"type": "integer", "description": "deliveries planned"},
+                    "listings": {"type": "integer", "description": "listings in the edition's window"},
+                    "trigger": {"type": "string", "enum": ["schedule", "cli", "api", "demo"]},
+                    "created_at": {"type": "string", "format": "date-time"},
                 },
             },
         },

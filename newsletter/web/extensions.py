@@ -18,7 +18,9 @@ from ..models import OutboxMessage
 
 log = logging.getLogger(__name__)
 
-limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enabled=True)
+# No X-RateLimit-* headers: a form post never reads them, and they cost two Redis round
+# trips per request on the signup's hot path (bench/signup.py).
+limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enabled=False)
 
 
 def settings() -> Settings:
@@ -77,3 +79,20 @@ def enqueue_outbox_after_commit(ids: Iterable[int]) -> None:
         session = get_session()
         session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids)).values(queued_at=None))
         session.commit()
+
+
+def queue_edition_after_commit(edition_id: int) -> bool:
+    """Queue the chunks of a committed edition; False when Redis is away (the reconciler
+    queues them once it is back)."""
+    from worker.queues import enqueue_chunk
+
+    from ..digests import open_chunks
+
+    chunks = open_chunks(get_session(), edition_id, settings().send_chunk_size)
+    try:
+        for lo, hi, _ in chunks:
+            enqueue_chunk(redis(), edition_id, lo, hi)
+    except RedisError as exc:
+        log.warning("Redis unavailable, edition %s left to the reconciler: %s", edition_id, exc)
+        return False
+    return True

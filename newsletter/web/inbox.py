@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, Response, abort, render_template
+from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 from markupsafe import Markup, escape
 
 from ..demo_inbox import get_entry, list_entries
-from .extensions import settings
+from .. import digests
+from ..db import get_session
+from .extensions import queue_edition_after_commit, settings
 
 bp = Blueprint("inbox", __name__, url_prefix="/dev/inbox")
 
@@ -30,7 +32,23 @@ def _entry_or_404(key: str):  # type: ignore[no-untyped-def]
 
 @bp.get("/")
 def index() -> str:
-    return render_template("inbox.html", entries=list_entries(settings().instance_path))
+    session = get_session()
+    latest = digests.latest(session)
+    return render_template(
+        "inbox.html", entries=list_entries(settings().instance_path), latest=latest,
+        counts=digests.counts(session, latest.id) if latest else None,
+        preview=digests.preview(session, settings()), created=request.args.get("created"),
+    )
+
+
+@bp.post("/send-edition")
+def send_edition() -> Response:
+    """The demo's "send an edition now": what `newsletter digest send` does."""
+    session = get_session()
+    edition = digests.create_edition(session, settings(), "demo")
+    session.commit()
+    queue_edition_after_commit(edition.id)
+    return redirect(url_for("inbox.index", created=edition.id), code=303)  # type: ignore[return-value]
 
 
 @bp.get("/<key>")

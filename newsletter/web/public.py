@@ -130,12 +130,21 @@ def _default_language() -> str:
 
 
 def _signup_answer() -> Response:
-    """The one answer for every address state (STANDARDS 29)."""
+    """The one answer for every address state (STANDARDS 29). The page is the same for
+    everyone, so it is rendered once per language."""
     if wants_json():
         response = jsonify(status="pending")
         response.status_code = 202
         return response
-    return _page("subscribe_done.html")
+    from flask import current_app
+    from flask_babel import get_locale
+
+    cache: dict[str, str] = current_app.extensions.setdefault("newsletter_signup_answer", {})
+    language = str(get_locale() or "de")
+    body = cache.get(language)
+    if body is None:
+        body = cache[language] = render_template("subscribe_done.html")
+    return Response(body, mimetype="text/html")
 
 
 # -- confirmation ------------------------------------------------------------------------

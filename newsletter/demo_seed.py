@@ -1,0 +1,67 @@
+"""What `make demo` loads: the sample feed (dates moved so that it is fresh today) and a few
+confirmed demo readers with different searches, so an edition has something to show."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .listing_formats import records_from_json
+from .listings import ImportResult, import_records
+from .models import ConsentEvent, Subscriber, SubscriberStatus, email_hash, utcnow
+from .paths import REPO_ROOT
+
+SAMPLE_FEED = REPO_ROOT / "data" / "listings-sample.json"
+
+DEMO_READERS = (
+    # address, language, keywords, location
+    ("anna@example.org", "de", "Python, Machine Learning", ""),
+    ("ben@example.org", "de", "Pflege", ""),
+    ("clara@example.org", "en", "Data", ""),
+    ("dieter@example.org", "de", "", "München"),
+)
+
+
+def _shifted(items: list[dict[str, object]], now: datetime) -> list[dict[str, object]]:
+    """Move every date by the same amount so that the newest listing is an hour old."""
+    published = [datetime.fromisoformat(str(item["published_at"])) for item in items]
+    newest = max(p if p.tzinfo else p.replace(tzinfo=UTC) for p in published)
+    shift = now.replace(tzinfo=UTC) - newest - timedelta(hours=1)
+    moved = []
+    for item in items:
+        copy = dict(item)
+        for key in ("published_at", "valid_through"):
+            value = copy.get(key)
+            if value:
+                parsed = datetime.fromisoformat(str(value))
+                copy[key] = (parsed + shift).isoformat()
+        moved.append(copy)
+    return moved
+
+
+def load_sample_listings(session: Session, feed: Path = SAMPLE_FEED) -> ImportResult:
+    """Import the sample feed with fresh dates (the caller commits)."""
+    items = json.loads(feed.read_text(encoding="utf-8"))
+    return import_records(session, records_from_json(_shifted(items, utcnow())))
+
+
+def add_demo_readers(session: Session) -> int:
+    """Confirmed demo readers (only those not there yet); returns how many were added."""
+    added = 0
+    for address, language, keywords, location in DEMO_READERS:
+        hashed = email_hash(address)
+        if session.scalar(select(Subscriber.id).where(Subscriber.email_hash == hashed)) is not None:
+            continue
+        now = utcnow()
+        reader = Subscriber(email=address, email_hash=hashed, language=language, keywords=keywords,
+                            location=location, status=SubscriberStatus.CONFIRMED, confirmed_at=now)
+        session.add(reader)
+        session.flush()
+        session.add(ConsentEvent(subscriber_public_id=reader.public_id, email_hash=hashed, event="imported",
+                                 channel="demo", consent_version="demo", consent_text="demo reader"))
+        added += 1
+    return added

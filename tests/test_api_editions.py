@@ -1,0 +1,73 @@
+"""The operator's trigger through the HTTP API: create, preview, status, pause, resume,
+cancel; then a real worker delivers what the API queued."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from newsletter import api_tokens
+from newsletter.models import Subscriber, email_hash
+
+
+@pytest.fixture
+def auth(database) -> dict[str, str]:
+    with database.session_scope() as session:
+        secret = api_tokens.create(session, "ops").secret
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def fresh_listing(n: int) -> dict[str, str]:
+    published = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    return {"id": f"job-{n}", "title": f"Data Engineer {n} (m/w/d)", "url": f"https://jobs.example.org/stellen/{n}",
+            "published_at": published, "company": "Datenhaus GmbH", "location": "Leipzig"}
+
+
+def readers(database, count: int) -> None:
+    with database.session_scope() as session:
+        session.add_all(Subscriber(email=f"r{n}@example.org", email_hash=email_hash(f"r{n}@example.org"),
+                                   status="confirmed", keywords="Data") for n in range(count))
+
+
+def test_editions_need_a_token(client):
+    assert client.post("/api/v1/editions").status_code == 401
+    assert client.get("/api/v1/editions/1", headers={"Authorization": "Bearer nope"}).status_code == 401
+
+
+def test_create_preview_status_and_delivery(client, auth, database, smtp, drain):
+    readers(database, 3)
+    assert client.post("/api/v1/listings", json=[fresh_listing(1), fresh_listing(2)], headers=auth).get_json()["added"] == 2
+    preview = client.get("/api/v1/editions/preview", headers=auth).get_json()
+    assert preview["recipients"] == 3 and [item["id"] for item in preview["listings"]] == ["job-2", "job-1"]
+
+    created = client.post("/api/v1/editions", headers=auth)
+    assert created.status_code == 202
+    body = created.get_json()
+    assert body["state"] == "sending" and body["queued"] == 3 and body["recipients"] == 3
+    drain()
+    status = client.get(f"/api/v1/editions/{body['id']}", headers=auth).get_json()
+    assert (status["state"], status["queued"], status["sent"], status["failed"], status["bounced"]) == ("done", 0, 3, 0, 0)
+    assert len(smtp.messages) == 3
+
+
+def test_pause_resume_cancel_and_conflicts(client, auth, database, smtp, drain):
+    readers(database, 2)
+    client.post("/api/v1/listings", json=[fresh_listing(1)], headers=auth)
+    edition = client.post("/api/v1/editions", headers=auth).get_json()["id"]
+    assert client.post(f"/api/v1/editions/{edition}/pause", headers=auth).get_json()["state"] == "paused"
+    drain()
+    assert smtp.messages == []
+    conflict = client.post(f"/api/v1/editions/{edition}/pause", headers=auth)
+    assert conflict.status_code == 409 and "paused" in conflict.get_json()["error"]
+    assert client.post(f"/api/v1/editions/{edition}/resume", headers=auth).get_json()["state"] == "sending"
+    drain()
+    assert len(smtp.messages) == 2
+    assert client.post(f"/api/v1/editions/{edition}/cancel", headers=auth).status_code == 409  # done
+    assert client.get("/api/v1/editions/999", headers=auth).status_code == 404
+    assert client.post(f"/api/v1/editions/{edition}/explode", headers=auth).status_code == 404
+
+
+def test_openapi_describes_the_edition_routes(client, auth):
+    spec = client.get("/api/v1/openapi.json", headers=auth).get_json()
+    assert {"/editions", "/editions/preview", "/editions/{id}", "/editions/{id}/{action}", "/listings"} <= set(spec["paths"])
