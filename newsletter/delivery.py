@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 
-from sqlalchemy import Connection, and_, bindparam, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from .config import Settings
@@ -107,6 +107,25 @@ def claim(conn: Connection, edition_id: int, lo: int, hi: int, lease_seconds: fl
     return sorted((Claimed(*row) for row in rows), key=lambda c: c.id)
 
 
+# RQ keeps scheduled times in whole seconds (it truncates), so a delayed job can start up
+# to a second before the time asked for; a job that starts too early finds nothing due.
+SCHEDULE_MARGIN_SECONDS = 1.0
+
+
+def _next_due_in(conn: Connection, edition_id: int, lo: int, hi: int) -> float | None:
+    """Seconds until the chunk's next retry is due (with RQ's margin), or None if none waits."""
+    earliest = conn.scalar(
+        select(func.min(Delivery.next_attempt_at)).where(
+            Delivery.edition_id == edition_id, Delivery.id.between(lo, hi),
+            Delivery.status == DeliveryStatus.PENDING,
+        )
+    )
+    conn.rollback()
+    if earliest is None:
+        return None
+    return max(0.0, (earliest - utcnow()).total_seconds()) + SCHEDULE_MARGIN_SECONDS
+
+
 class ChunkSender:
     """Everything one send job needs, reused across its messages."""
 
@@ -141,6 +160,7 @@ class ChunkSender:
                     finally:
                         if own:
                             transport.close()
+                result.retry_in = _next_due_in(conn, edition_id, lo, hi)
             finally:
                 if conn.dialect.name == "postgresql":
                     conn.rollback()
@@ -262,7 +282,6 @@ class ChunkSender:
                 )
             )
             result.retry += 1
-            result.retry_in = delay if result.retry_in is None else min(result.retry_in, delay)
         conn.commit()
 
     def _release(self, conn: Connection, items: list[Claimed], state: str) -> None:

@@ -166,6 +166,11 @@ def create_edition(
     return edition
 
 
+# Planning 1M deliveries on PostgreSQL: 19 s in reader-id order, 25 s grouped by language
+# and variant over all readers, 20 s grouped within blocks of this many reader ids.
+PLAN_BLOCK = 10_000
+
+
 def plan(session: Session, edition_id: int, now: datetime) -> int:
     """One delivery row per confirmed, unsuppressed reader with a non-empty variant: a
     single INSERT ... SELECT, no loop over readers."""
@@ -188,9 +193,12 @@ def plan(session: Session, edition_id: int, now: datetime) -> int:
             ),
         )
         .where(Subscriber.status == SubscriberStatus.CONFIRMED, ~_suppressed())
-        # Readers of one variant and language get neighbouring ids, so a chunk (an id range)
-        # renders one or two digest bodies instead of one for almost every reader.
-        .order_by(EditionVariant.id, Subscriber.language, Subscriber.id)
+        # Within each block of PLAN_BLOCK readers, readers of one language and variant get
+        # neighbouring delivery ids, so a send job (an id range) compiles one language's
+        # templates and renders one or two digest bodies, instead of both languages and a
+        # body for almost every reader. Blocks, not the whole list: in reader-id order
+        # the index inserts and foreign-key checks of a million rows stay cache-friendly.
+        .order_by(Subscriber.id // PLAN_BLOCK, Subscriber.language, EditionVariant.id, Subscriber.id)
     )
     session.execute(
         insert(Delivery).from_select(

@@ -267,7 +267,7 @@ def test_openapi_describes_the_api(client, token):
     }
     assert spec["security"] == [{"bearerAuth": []}]
     paths = spec["paths"]
-    assert set(paths) == {"/listings", "/listings/{id}", "/editions", "/editions/{id}"}
+    assert set(paths) == {"/listings", "/listings/{id}", "/editions", "/editions/preview", "/editions/{id}", "/editions/{id}/{action}"}
     assert set(paths["/listings"]) == {"post"} and set(paths["/listings/{id}"]) == {"delete"}
     assert set(paths["/editions"]) == {"post"} and set(paths["/editions/{id}"]) == {"get"}
     assert "202" in paths["/editions"]["post"]["responses"]

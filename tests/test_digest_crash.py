@@ -51,8 +51,10 @@ def slow_sink(smtp, seconds: float) -> None:  # type: ignore[no-untyped-def]
 
 
 def start(settings, *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([NEWSLETTER, *args], env=env_for(settings), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    """A real `newsletter` process; its log stays in the test's tmp_path for a post-mortem."""
+    with open(Path(settings.instance_path).parent / f"{args[0]}-{time.monotonic_ns()}.log", "wb") as log:
+        return subprocess.Popen([NEWSLETTER, *args], env=env_for(settings), stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def kill_tree(process: subprocess.Popen[bytes]) -> None:

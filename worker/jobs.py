@@ -10,7 +10,7 @@ import time
 from sqlalchemy import select
 
 from newsletter import digests, outbox, subscriptions
-from newsletter.delivery import ChunkSender
+from newsletter.delivery import SCHEDULE_MARGIN_SECONDS, ChunkSender
 from newsletter.models import Edition, EditionState
 
 from . import context, queues
@@ -23,7 +23,7 @@ def send_outbox(message_id: int) -> str:
     ctx = context.get()
     outcome = outbox.deliver(ctx.database, ctx.settings, message_id)
     if outcome.retry_in is not None:
-        queues.enqueue_outbox(ctx.redis, [message_id], delay_seconds=outcome.retry_in)
+        queues.enqueue_outbox(ctx.redis, [message_id], delay_seconds=outcome.retry_in + SCHEDULE_MARGIN_SECONDS)
     return outcome.status
 
 
