@@ -22,6 +22,7 @@ test: venv
 
 bench: venv
 	$(BIN)/python bench/signup.py
+	$(BIN)/python bench/digest.py
 
 translations: venv
 	bash scripts/translations.sh
