@@ -32,6 +32,13 @@ Why a ratio
     slow and runs on the same two cores) than about the code. The baseline runs through
     the same sink in the same run, so the ratio cancels both out.
 
+Reading the figures
+    SMTP is a conversation: worker and sink take turns, so with one worker the time per
+    message is about the worker's CPU plus the sink's. CPU milliseconds per message
+    (worker with its work horses; sink; the raw client) are printed next to each rate:
+    on a shared machine they move less from run to run than the rates do (here, about
+    +-15% for the rates). bench/digest_profile.py shows where the worker's time goes.
+
 Self-contained
     A temporary directory holds the SQLite files, the sink's captures and the worker logs.
     With --database-url a PostgreSQL server is used instead, on which a database
@@ -771,6 +778,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted; cleaned up", file=sys.stderr)
+        return 130
     finally:
         if args.keep_temp:
             print(f"kept: {tmp}", file=sys.stderr)

@@ -151,15 +151,20 @@ class ChunkSender:
                 if edition is None or edition.state != EditionState.SENDING:
                     result.stopped = edition.state if edition else "gone"
                     return result
-                claimed = claim(conn, edition_id, lo, hi, self.settings.send_lease_seconds, self.settings.send_chunk_size)
-                if claimed:
-                    own = transport is None
-                    transport = transport or SmtpTransport(self.settings)
-                    try:
+                limit = self._claim_limit()
+                own = transport is None
+                try:
+                    while True:
+                        claimed = claim(conn, edition_id, lo, hi, self.settings.send_lease_seconds, limit)
+                        if not claimed:
+                            break
+                        transport = transport or SmtpTransport(self.settings)
                         self._send_all(conn, edition_id, edition.cutoff, edition.created_at, claimed, transport, result)
-                    finally:
-                        if own:
-                            transport.close()
+                        if len(claimed) < limit or result.stopped:
+                            break
+                finally:
+                    if own and transport is not None:
+                        transport.close()
                 result.retry_in = _next_due_in(conn, edition_id, lo, hi)
             finally:
                 if conn.dialect.name == "postgresql":
@@ -171,6 +176,15 @@ class ChunkSender:
 
             finish_if_done(session, edition_id)
         return result
+
+    def _claim_limit(self) -> int:
+        """How many deliveries to claim at once: a chunk, but under a send rate no more than
+        half a lease's worth, so that no claim outlives its lease while still sending (another
+        worker would then take it over and send it twice)."""
+        limit = self.settings.send_chunk_size
+        if self.settings.send_rate > 0:
+            limit = min(limit, max(1, int(self.settings.send_lease_seconds * self.settings.send_rate / 2)))
+        return limit
 
     # -- the loop -------------------------------------------------------------------------
 

@@ -45,7 +45,7 @@ def reconcile() -> int:
                     # Its worker died; RQ may not notice for many minutes (PITFALLS), so a
                     # new job under a new id takes the chunk over now.
                     queues.enqueue_chunk(ctx.redis, edition_id, lo, hi, job_id=f"{queues.chunk_job_id(edition_id, lo)}-{time.time_ns()}")
-                elif not queues.chunk_job_alive(ctx.redis, edition_id, lo):
+                elif not queues.chunk_job_alive(ctx.redis, edition_id, lo, ctx.settings.send_lease_seconds):
                     queues.enqueue_chunk(ctx.redis, edition_id, lo, hi)
                 else:
                     continue

@@ -54,13 +54,25 @@ def enqueue_chunk(
         queue.enqueue("worker.jobs.send_chunk", edition_id, lo, hi, **options)
 
 
-def chunk_job_alive(redis: Redis, edition_id: int, lo: int) -> bool:
-    """Whether the chunk's job is still waiting or running in Redis."""
+def chunk_job_alive(redis: Redis, edition_id: int, lo: int, lease_seconds: float = 300) -> bool:
+    """Whether the chunk's job is still waiting, or started less than a lease ago. A job
+    whose worker was killed stays "started" in Redis until RQ notices, many minutes later
+    (PITFALLS); by then its rows are the reconciler's to hand on."""
+    from datetime import UTC, datetime
+
     from rq.exceptions import NoSuchJobError
     from rq.job import Job, JobStatus
 
     try:
-        status = Job.fetch(chunk_job_id(edition_id, lo), connection=redis).get_status(refresh=False)
+        job = Job.fetch(chunk_job_id(edition_id, lo), connection=redis)
     except NoSuchJobError:
         return False
-    return status in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
+    status = job.get_status(refresh=False)
+    if status == JobStatus.STARTED:
+        started = job.started_at
+        if started is None:
+            return True
+        if started.tzinfo is None:
+            started = started.replace(tzinfo=UTC)
+        return (datetime.now(UTC) - started).total_seconds() < lease_seconds
+    return status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
