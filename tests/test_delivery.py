@@ -18,6 +18,7 @@ from sqlalchemy import select
 from newsletter import create_app
 from newsletter.models import OperatorAlarm, OutboxMessage, Subscriber, Suppression
 from tests.conftest import env_for
+from tests.processes import kill_tree, start, stop
 from tests.helpers import signup
 from tests.redis_server import RedisServer
 from tests.smtp_sink import SmtpSink, free_port
@@ -35,32 +36,10 @@ def subscriber(database, email: str) -> Subscriber | None:
         return session.scalar(select(Subscriber).where(Subscriber.email == email))
 
 
-def start_worker(settings, *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [NEWSLETTER, "worker", *args], env=env_for(settings), stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, start_new_session=True,
-    )
 
 
-def kill_tree(process: subprocess.Popen[bytes]) -> None:
-    """SIGKILL a worker and its work horse (RQ puts the horse in a session of its own)."""
-    import psutil
-
-    victims = psutil.Process(process.pid).children(recursive=True)
-    process.kill()
-    for child in victims:
-        child.kill()
-    process.wait()
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def test_signup_with_redis_down_answers_and_mail_arrives_when_it_is_back(settings, smtp, database, tmp_path):
@@ -99,7 +78,7 @@ def test_relay_answering_451_for_a_while_delivers_once_afterwards(settings, smtp
 
     smtp.handler.rcpt_reply = rcpt
     signup(client, "patient@example.org")
-    worker = start_worker(settings)  # a real worker with RQ's scheduler runs the retries
+    worker = start(settings, "worker")  # a real worker with RQ's scheduler runs the retries
     try:
         smtp.wait_for(1, timeout=60)
         time.sleep(1)
@@ -199,7 +178,7 @@ def test_worker_killed_mid_send_loses_nothing(settings, smtp, database, client):
     smtp.handler.handle_DATA = slow_data  # type: ignore[method-assign]
     own = replace(settings, send_lease_seconds=5)
     signup(client, "survivor@example.org")
-    worker = start_worker(own)
+    worker = start(own, "worker")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and outbox_rows(database)[0].status != "sending":
         time.sleep(0.1)
@@ -212,7 +191,7 @@ def test_worker_killed_mid_send_loses_nothing(settings, smtp, database, client):
     from newsletter.models import utcnow
 
     time.sleep(max(0.0, (lease_until - utcnow()).total_seconds()) + 0.5)
-    second = start_worker(own, "--burst")
+    second = start(own, "worker", "--burst")
     try:
         second.wait(timeout=120)
     finally:

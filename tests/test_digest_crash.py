@@ -20,6 +20,7 @@ from sqlalchemy import select
 from newsletter import digests
 from newsletter.models import Edition, Listing, Subscriber, email_hash, utcnow
 from tests.conftest import env_for
+from tests.processes import kill_tree, start, stop
 
 NEWSLETTER = str(Path(sys.executable).parent / "newsletter")
 READERS = 240
@@ -50,32 +51,10 @@ def slow_sink(smtp, seconds: float) -> None:  # type: ignore[no-untyped-def]
     smtp.handler.handle_DATA = handle  # type: ignore[method-assign]
 
 
-def start(settings, *args: str) -> subprocess.Popen[bytes]:
-    """A real `newsletter` process; its log stays in the test's tmp_path for a post-mortem."""
-    with open(Path(settings.instance_path).parent / f"{args[0]}-{time.monotonic_ns()}.log", "wb") as log:
-        return subprocess.Popen([NEWSLETTER, *args], env=env_for(settings), stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def kill_tree(process: subprocess.Popen[bytes]) -> None:
-    victims = psutil.Process(process.pid).children(recursive=True)
-    process.kill()
-    for child in victims:
-        try:
-            child.kill()
-        except psutil.NoSuchProcess:
-            pass
-    process.wait()
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def queue(settings, edition_id: int) -> None:
