@@ -2,8 +2,8 @@
 the time to plan a million deliveries.
 
 What is measured
-    1. Pipeline throughput with one real `newsletter worker` process (RQ, forking a work
-       horse per chunk job): from the moment the edition is created (window, variants,
+    1. Pipeline throughput with one real `newsletter worker` process (RQ, running the
+       chunk jobs in-process): from the moment the edition is created (window, variants,
        set-based planning, commit, queueing the chunk jobs: digests.create_edition and
        jobs.queue_edition, as `newsletter digest send` calls them) until the SMTP sink has
        received the last message. The worker is started and idle before the clock starts,
@@ -17,12 +17,13 @@ What is measured
        Target >= 0.6 with one worker.
     3. The same with two workers on a fresh database; its ratio against the same baseline.
     4. Peak memory of the worker while it sends a whole edition of 10,000 and of 100,000
-       readers: resident set size summed over the worker process and its children (RQ's
-       scheduler process and the forked work horse), sampled every 50 ms with psutil.
-       Targets: <= 80 MB, and the 100k peak <= 1.2 x the 10k peak (memory must not grow
-       with the edition). RSS counts pages a forked child still shares with its parent in
-       both, so the proportional set size (PSS, shared pages split between the sharers) is
-       printed next to it: that is what the processes cost the machine together.
+       readers: resident set size summed over the worker process and any children it has,
+       sampled every 50 ms with psutil. `newsletter worker` runs its jobs and RQ's
+       scheduler in its own process (worker/in_process.py), so the sum is one process's
+       RSS; should it ever fork again, a child's RSS counts pages it shares with its
+       parent in both, so the proportional set size (PSS, shared pages split between the
+       sharers) is printed next to it. Targets: <= 80 MB, and the 100k peak <= 1.2 x the
+       10k peak (memory must not grow with the edition).
     5. Planning 1,000,000 deliveries on PostgreSQL: digests.create_edition with its commit,
        on 1M confirmed readers loaded with COPY. Target <= 30 s. Skipped with a message
        when PostgreSQL does not answer (or with --skip-plan).
@@ -35,7 +36,7 @@ Why a ratio
 Reading the figures
     SMTP is a conversation: worker and sink take turns, so with one worker the time per
     message is about the worker's CPU plus the sink's. CPU milliseconds per message
-    (worker with its work horses; sink; the raw client) are printed next to each rate:
+    (worker with any children; sink; the raw client) are printed next to each rate:
     on a shared machine they move less from run to run than the rates do (here, about
     +-15% for the rates). bench/digest_profile.py shows where the worker's time goes.
 
@@ -334,8 +335,8 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 # -- one edition -----------------------------------------------------------------------------
 
 class CpuMeter:
-    """CPU seconds used by some processes, their live children (RQ's scheduler) and their
-    reaped ones (RQ's work horses, once the worker has waited for them). Unlike msg/s this
+    """CPU seconds used by some processes, their live children and their reaped ones (once
+    waited for), should a worker fork any. Unlike msg/s this
     hardly depends on what else the machine is doing."""
 
     def __init__(self, pids: Sequence[int]) -> None:
@@ -381,7 +382,7 @@ class EditionRun:
 
 
 def wait_idle(redis_url: str, count: int, timeout: float = 15.0) -> None:
-    """Until `count` workers are idle: the last work horse has then been reaped."""
+    """Until `count` workers are idle: the last job has then finished."""
     from redis import Redis
     from rq import Worker
 
@@ -487,7 +488,7 @@ class MemoryPeak:
     rss_sum: int = 0  # the brief's figure: RSS of the worker plus all its children
     pss_sum: int = 0  # shared pages split between the processes sharing them
     parent_rss: int = 0
-    child_rss: int = 0  # the largest single child (scheduler or work horse)
+    child_rss: int = 0  # the largest single child, if the worker ever forks one
     idle_rss_sum: int = 0
     samples: int = 0
 
@@ -516,7 +517,7 @@ class TreeSampler(threading.Thread):
                 # memory_full_info reads /proc/PID/smaps_rollup: ~0.2 ms, cheap enough.
                 info = process.memory_full_info()
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                continue  # a work horse that just exited
+                continue  # a child that just exited
             rss += info.rss
             pss += info.pss
             if process.pid == self._root.pid:
@@ -668,7 +669,8 @@ def memory(args: argparse.Namespace, databases: Databases, tmp: Path, redis_url:
         out.add(
             f"rss_peak_{size}_mb",
             f"{peak.rss_sum / MB:.1f} (target <= {TARGET_RSS_MB:.0f}: {verdict(peak.rss_sum / MB <= TARGET_RSS_MB)}); "
-            f"pss {peak.pss_sum / MB:.1f}; worker {peak.parent_rss / MB:.1f}, largest child {peak.child_rss / MB:.1f}; "
+            f"pss {peak.pss_sum / MB:.1f}; worker {peak.parent_rss / MB:.1f}, "
+            f"{f'largest child {peak.child_rss / MB:.1f}' if peak.child_rss else 'no child process'}; "
             f"idle sum {peak.idle_rss_sum / MB:.1f}; {peak.samples} samples; "
             f"{run.edition.planned} messages at {run.edition.rate:.0f} msg/s",
         )

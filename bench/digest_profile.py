@@ -1,8 +1,8 @@
 """Where a digest worker's time goes: the set-up of bench/digest.py (same data, same sink in
 its own process), but the chunk jobs run in this process by an RQ SimpleWorker under
 cProfile, so every function of the job (claim, compose, render, MIME, SMTP, bookkeeping)
-shows up. RQ's fork per job is the one thing this leaves out; bench/digest.py measures
-it with the real worker.
+shows up, as in `newsletter worker`, which runs its jobs in-process too; bench/digest.py
+measures the real worker process.
 
 Run: .venv/bin/python bench/digest_profile.py [--subscribers 2000] [--database-url ...] [--top 40]
 """

@@ -3,7 +3,6 @@ non-zero status and one line on stderr saying why."""
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -12,7 +11,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup
 
-from .config import ConfigError, Settings, load_settings
+from .config import Settings
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -387,24 +386,17 @@ def api_token_revoke(name: str) -> None:
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
 def worker_command(burst: bool) -> None:
     """An RQ worker for all queues; re-queues unfinished work from the database at start."""
-    from redis.exceptions import RedisError
+    from .console import run_worker_command
 
-    from worker.runner import run_worker
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        run_worker(settings(), burst=burst)
-    except RedisError as exc:
-        fail(f"Redis at {settings().redis_url} does not answer: {exc}")
+    run_worker_command(settings(), burst)
 
 
 @cli.command("scheduler")
 def scheduler_command() -> None:
     """The long-running periodic trigger: reconciler every minute, purge every hour."""
-    from worker.runner import run_scheduler
+    from .console import run_scheduler_command
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run_scheduler(settings())
+    run_scheduler_command(settings())
 
 
 @cli.command("demo")
@@ -416,14 +408,18 @@ def demo_command(port: int) -> None:
     run_demo(settings(), port)
 
 
-def main() -> None:
-    """Console-script entry point: validate the configuration first, then run the group."""
+def run(settings: Settings, args: list[str]) -> None:
+    """Run the command group on validated settings (newsletter.console.main calls this)."""
     global _SETTINGS
-    try:
-        _SETTINGS = load_settings()
-    except ConfigError as exc:
-        fail(str(exc), code=2)
-    cli.main(prog_name="newsletter")
+    _SETTINGS = settings
+    cli.main(args=args, prog_name="newsletter")
+
+
+def main() -> None:
+    """Console-script entry point (kept for `python -m newsletter.cli`)."""
+    from .console import main as console_main
+
+    console_main()
 
 
 if __name__ == "__main__":

@@ -62,8 +62,9 @@ class Settings:
     send_lease_seconds: int = 300
     # Messages per second over all workers together (shared through Redis); 0: no limit.
     send_rate: float = 0.0
-    # Deliveries one send job claims and sends over one SMTP connection. Each job forks a
-    # work horse and compiles templates once, so larger chunks amortise that (bench/digest.py).
+    # Deliveries one send job claims and sends over one SMTP connection. Each job has fixed
+    # costs (its SMTP connection, the edition's variants), so larger chunks amortise them;
+    # 500 under a send rate still fits within half a lease (bench/digest.py).
     send_chunk_size: int = 500
     digest_max_listings: int = 20
     board_url: str = "https://jobs.example.org"

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from .config import Settings
 from .db import Database
 from .digest_mail import DigestComposer, VariantMail, view
-from .mail import ascii_address, verp_sender
+from .mail import Renderer, ascii_address, verp_sender
 from .models import (
     Delivery,
     DeliveryStatus,
@@ -129,11 +129,13 @@ def _next_due_in(conn: Connection, edition_id: int, lo: int, hi: int) -> float |
 class ChunkSender:
     """Everything one send job needs, reused across its messages."""
 
-    def __init__(self, database: Database, settings: Settings, redis: object | None = None) -> None:
+    def __init__(
+        self, database: Database, settings: Settings, redis: object | None = None, renderer: Renderer | None = None
+    ) -> None:
         self.database = database
         self.settings = settings
         self.tokens: Tokens = tokens_for(settings)
-        self.composer = DigestComposer(settings)
+        self.composer = DigestComposer(settings, renderer)
         self.rate = SendRate(redis, settings.send_rate) if redis is not None else None
         self._variants: dict[tuple[int, str], VariantMail] = {}
 

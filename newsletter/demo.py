@@ -103,7 +103,7 @@ def run_demo(settings: Settings, port: int = 5000) -> None:
         hour=8, minute=0, second=0, microsecond=0, tzinfo=None)
     settings = replace(settings, digest_first=first.isoformat(timespec="minutes"))
     env = _child_env(settings)
-    exe = [sys.executable, "-m", "newsletter.cli"]
+    exe = [sys.executable, "-m", "newsletter.console"]
     commands = {
         "web": [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
                 "--access-logfile", "-", "newsletter:create_app()"],

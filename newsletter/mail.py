@@ -59,6 +59,14 @@ class Renderer:
         # Remote stylesheets stay off: a mail build must never reach the network.
         return css_inline.CSSInliner(load_remote_stylesheets=False, keep_at_rules=True)
 
+    def warm(self) -> Renderer:
+        """Compile every mail template and build the inliner now: a worker does this once
+        at start, so its first mail waits for nothing and no job compiles anything."""
+        for name in self.env.list_templates(filter_func=lambda n: n.endswith((".txt", ".html"))):
+            self.env.get_template(name)
+        self.inliner  # noqa: B018 - building it is the point
+        return self
+
     def render(self, name: str, language: str, **context: Any) -> Composed:
         """Render templates/email/<language>/<name>.txt and .html with `context`."""
         lang = language if language in ("de", "en") else "de"

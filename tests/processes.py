@@ -24,7 +24,7 @@ def start(settings, *args: str) -> subprocess.Popen[bytes]:  # type: ignore[no-u
 
 
 def kill_tree(process: subprocess.Popen[bytes]) -> None:
-    """SIGKILL a worker and its work horse (RQ puts the horse in a session of its own)."""
+    """SIGKILL a process and any children it has."""
     victims = psutil.Process(process.pid).children(recursive=True)
     process.kill()
     for child in victims:

@@ -1,6 +1,7 @@
 """What a job needs (settings, database, Redis), built once per process from the
-environment. RQ forks a work horse per job: a child must not reuse its parent's
-database connections, so the context is rebuilt when the process id changes."""
+environment. A forked child (a job run by a forking RQ worker, a test harness) must not
+reuse its parent's database connections, so the context is rebuilt when the process id
+changes; `newsletter worker` itself runs its jobs in-process and keeps it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from redis import Redis
 
 from newsletter.config import Settings, load_settings
 from newsletter.db import Database
+from newsletter.mail import Renderer
 
 
 @dataclass
@@ -19,6 +21,7 @@ class Context:
     database: Database
     redis: Redis
     pid: int
+    renderer: Renderer
 
 
 _current: Context | None = None
@@ -37,7 +40,7 @@ def configure(settings: Settings) -> Context:
     global _current
     if _current is not None and _current.pid == os.getpid():
         _current.database.dispose()
-    _current = Context(settings, Database(settings.database_url), redis_from_settings(settings), os.getpid())
+    _current = Context(settings, Database(settings.database_url), redis_from_settings(settings), os.getpid(), Renderer(settings))
     return _current
 
 
@@ -54,5 +57,6 @@ def get() -> Context:
             Database(_current.settings.database_url),
             redis_from_settings(_current.settings),
             os.getpid(),
+            _current.renderer,  # holds no connection; its compiled templates stay shared
         )
     return _current

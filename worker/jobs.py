@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 def send_outbox(message_id: int) -> str:
     """Deliver one transactional mail if it is still due."""
     ctx = context.get()
-    outcome = outbox.deliver(ctx.database, ctx.settings, message_id)
+    outcome = outbox.deliver(ctx.database, ctx.settings, message_id, renderer=ctx.renderer)
     if outcome.retry_in is not None:
         queues.enqueue_outbox(ctx.redis, [message_id], delay_seconds=outcome.retry_in + SCHEDULE_MARGIN_SECONDS)
     return outcome.status
@@ -69,7 +69,7 @@ def queue_edition(edition_id: int) -> int:
 def send_chunk(edition_id: int, lo: int, hi: int) -> dict[str, object]:
     """Send the due deliveries lo..hi of an edition over one SMTP connection."""
     ctx = context.get()
-    result = ChunkSender(ctx.database, ctx.settings, ctx.redis).run(edition_id, lo, hi)
+    result = ChunkSender(ctx.database, ctx.settings, ctx.redis, ctx.renderer).run(edition_id, lo, hi)
     if result.retry_in is not None:
         # Not the chunk's own job id: RQ deletes this running job's hash when it finishes
         # (result_ttl=0), which would take a retry scheduled under the same id with it.

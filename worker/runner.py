@@ -6,12 +6,13 @@ import logging
 import time
 
 from redis.exceptions import RedisError
-from rq import Queue, Worker
+from rq import Queue
 from rq.cron import CronScheduler
 
 from newsletter.config import Settings
 
 from . import context, jobs, queues
+from .in_process import InProcessWorker
 
 log = logging.getLogger(__name__)
 
@@ -19,10 +20,12 @@ PURGE_EVERY_SECONDS = 3600
 
 
 def run_worker(settings: Settings, burst: bool = False) -> bool:
-    """Reconcile, then work all queues (with RQ's scheduler, for retries at a time)."""
+    """Reconcile, then work all queues in this process (with RQ's scheduler in a thread,
+    for retries at a time)."""
     ctx = context.configure(settings)
     jobs.reconcile()
-    worker = Worker([Queue(name, connection=ctx.redis) for name in queues.ALL], connection=ctx.redis)
+    ctx.renderer.warm()  # templates compiled once, not on the first mail
+    worker = InProcessWorker([Queue(name, connection=ctx.redis) for name in queues.ALL], connection=ctx.redis)
     return bool(worker.work(burst=burst, with_scheduler=True, logging_level="INFO"))
 
 
