@@ -10,6 +10,7 @@ import os
 import secrets
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
+from functools import cached_property
 from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
@@ -105,11 +106,11 @@ class Settings:
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
-    @property
+    @cached_property  # asked for several times per message sent (bench/digest_profile.py)
     def mail_from_address(self) -> str:
         return parseaddr(self.mail_from)[1]
 
-    @property
+    @cached_property
     def mail_domain(self) -> str:
         return self.mail_from_address.rpartition("@")[2]
 
