@@ -6,8 +6,10 @@ What is measured
     outbox row, commit, enqueue the confirmation mail's RQ job, render the "check your
     inbox" page) against GET /bench/hello, which returns "hello" from the same Flask app
     (bench/signup_app.py). Both are served by one gunicorn with two sync workers in the same
-    run, phases interleaved (hello, signup, signup, hello, ...) so that machine noise and
-    drift hit both alike.
+    run, phases interleaved (hello, write, signup, signup, write, hello, ...) so that
+    machine noise and drift hit all alike. For reference, POST /bench/write on the same app
+    reads the same form, inserts one row, commits and sends one Redis command: the least
+    any signup that is kept and handed on can do.
 
 Why a ratio
     Absolute requests/s say more about the machine than about the code. Hello-world through
@@ -67,8 +69,9 @@ from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 HELLO_PATH = "/bench/hello"  # registered by bench/signup_app.py
+WRITE_PATH = "/bench/write"  # likewise: one INSERT, a commit, one Redis command
 SIGNUP_PATH = "/subscribe"
-ROUTES = ("hello", "signup")
+ROUTES = ("hello", "write", "signup")
 TARGET_RATIO = 0.5
 MAX_FAILURE_SHARE = 0.01
 GUNICORN_WORKERS = 2
@@ -125,11 +128,11 @@ def hello_request(port: int) -> bytes:
     ).encode()
 
 
-def signup_request(port: int, address: str) -> bytes:
+def signup_request(port: int, address: str, path: str = SIGNUP_PATH) -> bytes:
     # What the job board's embedded form sends: urlencoded fields, an HTML page wanted back.
     body = urllib.parse.urlencode({"email": address, "keywords": "python", "location": "Berlin"})
     return (
-        f"POST {SIGNUP_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: bench-signup\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: bench-signup\r\n"
         "Accept: text/html\r\nContent-Type: application/x-www-form-urlencoded\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}"
     ).encode()
@@ -166,7 +169,7 @@ def _client_thread(
             break
         # Built before the clock starts: the client's own work is not the server's latency.
         payload = hello if spec.route == "hello" else signup_request(
-            port, f"bench-{tag}-{n}@example.org"
+            port, f"bench-{tag}-{n}@example.org", WRITE_PATH if spec.route == "write" else SIGNUP_PATH
         )
         started = time.monotonic()
         if started >= spec.end_at:
@@ -397,6 +400,9 @@ def migrate(tmp: Path, env: dict[str, str]) -> None:
     )
     if done.returncode != 0:
         raise BenchError(f"newsletter db upgrade failed: {(done.stderr or done.stdout).strip()}")
+    import signup_app
+
+    signup_app.create_bench_table(env["NEWSLETTER_DATABASE_URL"])
 
 
 def server_log(tmp: Path) -> Path:
@@ -412,7 +418,7 @@ def gunicorn(tmp: Path, env: dict[str, str], port: int) -> Iterator[subprocess.P
         venv_script("gunicorn"), "--workers", str(GUNICORN_WORKERS),
         "--bind", f"127.0.0.1:{port}", "--pythonpath", str(BENCH_DIR),
         "--error-logfile", str(log), "--log-level", "warning", "--capture-output",
-        "signup_app:app",
+        "signup_app:make_app()",
     ]
     # A session of its own: a Ctrl-C is ours to handle, and we stop gunicorn in order.
     server = subprocess.Popen(command, cwd=tmp, env=env, start_new_session=True)
@@ -467,7 +473,7 @@ def stored_work(database_url: str, redis_client: Any) -> dict[str, int]:
         with engine.connect() as conn:
             counts = {
                 table: int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
-                for table in ("subscribers", "consent_events", "outbox")
+                for table in ("subscribers", "consent_events", "outbox", "bench_writes")
             }
     finally:
         engine.dispose()
@@ -532,7 +538,7 @@ class RouteTotals:
 
 
 def schedule(rounds: int) -> list[str]:
-    """hello, signup, signup, hello, ...: alternating the order cancels a linear drift."""
+    """hello, write, signup, signup, write, hello, ...: alternating the order cancels a linear drift."""
     order: list[str] = []
     for r in range(rounds):
         order.extend(ROUTES if r % 2 == 0 else reversed(ROUTES))
@@ -569,7 +575,7 @@ def report(
     work: dict[str, int], log: Path, *, load_at_start: float,
 ) -> int:
     """Print the results; return the exit status (0: the run worked, whatever the ratio)."""
-    hello, signup = totals["hello"], totals["signup"]
+    hello, write, signup = totals["hello"], totals["write"], totals["signup"]
     ratio = signup.rate / hello.rate if hello.rate else 0.0
     print(
         f"machine: nproc {os.cpu_count()}, {platform.python_implementation()} "
@@ -582,7 +588,8 @@ def report(
         f"{args.seconds / args.rounds:g} s per route after {args.warmup:g} s warm-up"
     )
     for name, label, t in (
-        ("hello", f"GET {HELLO_PATH}", hello), ("signup", f"POST {SIGNUP_PATH}", signup)
+        ("hello", f"GET {HELLO_PATH}", hello), ("write", f"POST {WRITE_PATH}", write),
+        ("signup", f"POST {SIGNUP_PATH}", signup),
     ):
         rounds = " / ".join(f"{r:.0f}" for r in t.round_rates)
         print(
@@ -590,17 +597,21 @@ def report(
             f"p99 {t.percentile_ms(99):6.2f} ms  {t.ok:6d} ok {t.failed:3d} failed  "
             f"(rounds: {rounds})"
         )
-    hello_ms, signup_ms = hello.server_ms_per_request, signup.server_ms_per_request
-    if not math.isnan(hello_ms + signup_ms):
+    hello_ms, write_ms, signup_ms = (t.server_ms_per_request for t in (hello, write, signup))
+    if not math.isnan(hello_ms + write_ms + signup_ms):
         print(
-            f"server CPU per request: hello {hello_ms:.2f} ms, signup {signup_ms:.2f} ms "
-            f"(ratio {hello_ms / signup_ms:.3f}); client used {hello.client_cores:.2f} / "
-            f"{signup.client_cores:.2f} cores"
+            f"server CPU per request: hello {hello_ms:.2f} ms, write {write_ms:.2f} ms, signup "
+            f"{signup_ms:.2f} ms (ratio {hello_ms / signup_ms:.3f}); client used "
+            f"{hello.client_cores:.2f} / {write.client_cores:.2f} / {signup.client_cores:.2f} cores"
         )
     verdict = "met" if ratio >= TARGET_RATIO else "below target"
     print(f"ratio signup/hello: {ratio:.3f}  (target >= {TARGET_RATIO}: {verdict})")
-    stored = ", ".join(f"{count} {what}" for what, count in work.items())
-    print(f"stored: {stored} for {signup.ok_total} signups answered 2xx")
+    if write.rate:
+        print(f"for reference, write/hello: {write.rate / hello.rate if hello.rate else 0.0:.3f}, "
+              f"signup/write: {signup.rate / write.rate:.3f}")
+    stored = ", ".join(f"{count} {what}" for what, count in work.items() if what != "bench_writes")
+    print(f"stored: {stored} for {signup.ok_total} signups answered 2xx; "
+          f"{work['bench_writes']} rows for {write.ok_total} writes")
 
     status = 0
     for name, t in totals.items():
@@ -617,6 +628,9 @@ def report(
     # and the rate above would measure something else.
     if any(work[what] < signup.ok_total for what in ("subscribers", "outbox", "queued jobs")):
         print("error: fewer signups stored or queued than answered 2xx", file=sys.stderr)
+        status = 1
+    if work["bench_writes"] < write.ok_total:
+        print("error: fewer bench writes stored than answered 2xx", file=sys.stderr)
         status = 1
     return status
 

@@ -5,19 +5,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import NoReturn
 
 import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup
 
 from .config import Settings
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    """One line on stderr and a non-zero exit."""
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
+from .console import fail
 
 
 def settings() -> Settings:
@@ -408,10 +402,10 @@ def demo_command(port: int) -> None:
     run_demo(settings(), port)
 
 
-def run(settings: Settings, args: list[str]) -> None:
+def run(validated: Settings, args: list[str]) -> None:
     """Run the command group on validated settings (newsletter.console.main calls this)."""
     global _SETTINGS
-    _SETTINGS = settings
+    _SETTINGS = validated
     cli.main(args=args, prog_name="newsletter")
 
 

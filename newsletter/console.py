@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 import click
 
@@ -15,7 +16,7 @@ from .config import ConfigError, Settings, load_settings
 LIGHT_COMMANDS = ("worker", "scheduler")
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     """One line on stderr and a non-zero exit."""
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
@@ -70,7 +71,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings = load_settings()
     except ConfigError as exc:
         fail(str(exc), code=2)
-        return
     if args[:1] and args[0] in LIGHT_COMMANDS:
         light_group(settings).main(args=args, prog_name="newsletter")
         return

@@ -161,6 +161,34 @@ def test_case_variants_of_an_address_are_one_subscriber_and_one_mail(client, smt
     assert len(smtp.messages) == 1
 
 
+@pytest.mark.parametrize("reason", ["bounced", "complained"])
+def test_an_address_suppressed_for_good_gets_the_normal_answer_and_no_mail(client, smtp, drain, database, reason):
+    # Its subscriber row is gone (erased or purged); only the hashed suppression is left.
+    from newsletter.models import Suppression
+    from newsletter.models import email_hash
+
+    with database.session_scope() as session:
+        session.add(Suppression(email_hash=email_hash("gone@example.org"), reason=reason))
+    normal = signup(client, "someone@example.org")
+    suppressed = signup(client, "gone@example.org")
+    assert (suppressed.status_code, suppressed.get_data()) == (normal.status_code, normal.get_data())
+    drain()
+    assert find_subscriber(database, "gone@example.org") is None
+    assert smtp.to("gone@example.org") == []
+    assert len(smtp.to("someone@example.org")) == 1
+
+
+def test_an_unsubscribed_address_may_sign_up_again(client, smtp, drain, database):
+    from newsletter.models import Suppression
+    from newsletter.models import email_hash
+
+    with database.session_scope() as session:
+        session.add(Suppression(email_hash=email_hash("back@example.org"), reason="unsubscribed"))
+    signup(client, "back@example.org")
+    drain()
+    assert len(smtp.to("back@example.org")) == 1
+
+
 def test_honeypot_gets_the_normal_answer_and_nothing_happens(client, smtp, drain, database):
     normal = signup(client, "human@example.org")
     bot = signup(client, "bot@example.org", website="http://spam.example")
