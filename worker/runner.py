@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 from rq import Queue
-from rq.cron import CronScheduler
 
 from newsletter.config import Settings
 
 from . import context, jobs, queues
 from .in_process import InProcessWorker
+
+if TYPE_CHECKING:
+    from rq.cron import CronScheduler
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,8 @@ def run_worker(settings: Settings, burst: bool = False) -> bool:
 def build_scheduler(settings: Settings) -> CronScheduler:
     """The periodic jobs. They only enqueue: workers run them, and each asks the database
     what is due, so two schedulers or a restart neither skip nor double anything."""
+    from rq.cron import CronScheduler  # not needed by workers, which import this module too
+
     ctx = context.configure(settings)
     cron = CronScheduler(connection=ctx.redis, logging_level="INFO")
     cron.register(jobs.reconcile, queue_name=queues.MAINTENANCE, interval=settings.reconcile_interval_seconds)
