@@ -65,7 +65,6 @@ import secrets
 import shutil
 import signal
 import smtplib
-import socket
 import subprocess
 import sys
 import tempfile
@@ -79,6 +78,7 @@ from urllib.parse import urlsplit
 
 import digest_data
 import digest_sink
+from common import BenchError, free_port, postgres_database, venv_script
 
 TARGET_RATIO = 0.6
 TARGET_RSS_MB = 80.0
@@ -96,25 +96,7 @@ SAMPLE_SECONDS = 0.05
 MB = 1024 * 1024
 
 
-class BenchError(RuntimeError):
-    """The benchmark could not be set up or run; str() is one line for the operator."""
-
-
 # -- surroundings ---------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def venv_script(name: str) -> str:
-    """A console script next to the running interpreter (.venv/bin when run as documented)."""
-    path = Path(sys.executable).parent / name
-    if not path.exists():
-        raise BenchError(f"{path} not found: run this with the project's .venv/bin/python")
-    return str(path)
-
 
 @contextlib.contextmanager
 def claimed_redis(server: str) -> Iterator[str]:
@@ -174,33 +156,6 @@ def postgres_answers(admin_url: str) -> bool:
         engine.dispose()
 
 
-@contextlib.contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
-    """Create bench_digest_<pid>, yield its URL, drop it after. Only that database is ever
-    created or dropped; the admin URL's own database is just connected to."""
-    from sqlalchemy import create_engine
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import SQLAlchemyError
-
-    url = make_url(admin_url)
-    name = f"bench_digest_{os.getpid()}"
-    engine = create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
-    try:
-        try:
-            with engine.connect() as conn:
-                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        except SQLAlchemyError as exc:
-            raise BenchError(f"cannot create database {name}: {str(exc).splitlines()[0]}") from None
-        try:
-            yield url.set(database=name).render_as_string(hide_password=False)
-        finally:
-            with engine.connect() as conn:
-                # FORCE: a killed worker's connection must not keep the database alive.
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        engine.dispose()
-
-
 class Databases:
     """Fresh, migrated, loaded databases, one per phase: a copy of a migrated SQLite file in
     the temporary directory, or bench_digest_<pid> on PostgreSQL."""
@@ -222,7 +177,7 @@ class Databases:
 
         with contextlib.ExitStack() as stack:
             if self.admin_url:
-                url = stack.enter_context(postgres_database(self.admin_url))
+                url = stack.enter_context(postgres_database(self.admin_url, "bench_digest"))
                 upgrade(url)
             else:
                 if self._template is None:
@@ -581,7 +536,7 @@ def plan_run(admin_url: str, subscribers: int, data: digest_data.Dataset, tmp: P
     from newsletter.migrate import upgrade
     from newsletter.models import EditionVariant
 
-    with postgres_database(admin_url) as url:
+    with postgres_database(admin_url, "bench_digest") as url:
         upgrade(url)
         database = Database(url)
         try:

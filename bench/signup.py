@@ -67,6 +67,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common import BenchError, free_port, postgres_database, venv_script
+
 BENCH_DIR = Path(__file__).resolve().parent
 HELLO_PATH = "/bench/hello"  # registered by bench/signup_app.py
 WRITE_PATH = "/bench/write"  # likewise: one INSERT, a commit, one Redis command
@@ -83,12 +85,6 @@ RATE_LIMIT = "1000000 per minute"
 # A request slower than this is broken, not slow (SQLite's busy timeout is 30 s).
 REQUEST_TIMEOUT = 35.0
 
-
-class BenchError(RuntimeError):
-    """The benchmark could not be set up or run; str() is one line for the operator."""
-
-
-# -- the client ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class PhaseSpec:
@@ -257,57 +253,6 @@ class LoadGenerator:
 
 
 # -- what the server needs ----------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def venv_script(name: str) -> str:
-    """A console script next to the running interpreter (.venv/bin when run as documented)."""
-    path = Path(sys.executable).parent / name
-    if not path.exists():
-        raise BenchError(f"{path} not found: run this with the project's .venv/bin/python")
-    return str(path)
-
-
-@contextlib.contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
-    """Create bench_signup_<pid> on the server of `admin_url`, yield its URL, drop it after.
-    No other database is created, changed or dropped; `admin_url`'s own is only connected
-    to, for CREATE and DROP DATABASE."""
-    from sqlalchemy import create_engine
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import SQLAlchemyError
-
-    url = make_url(admin_url)
-    name = f"bench_signup_{os.getpid()}"
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        try:
-            with engine.connect() as conn:
-                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        except SQLAlchemyError as first:
-            # The URL may name a database that does not exist: the server's maintenance
-            # database is as good a place to issue CREATE DATABASE from.
-            engine.dispose()
-            engine = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-            try:
-                with engine.connect() as conn:
-                    conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-            except SQLAlchemyError:
-                reason = str(getattr(first, "orig", None) or first).splitlines()[0]
-                raise BenchError(f"cannot create database {name}: {reason}") from None
-        try:
-            yield url.set(database=name).render_as_string(hide_password=False)
-        finally:
-            with engine.connect() as conn:
-                # FORCE: a connection left by a killed gunicorn worker must not keep it alive.
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        engine.dispose()
-
 
 @dataclass(frozen=True)
 class RedisDb:
@@ -683,7 +628,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with contextlib.ExitStack() as stack:
             if args.database_url:
-                database_url = stack.enter_context(postgres_database(args.database_url))
+                database_url = stack.enter_context(postgres_database(args.database_url, "bench_signup"))
                 backend = "postgresql"
             else:
                 database_url = f"sqlite:///{tmp / 'bench.db'}"
