@@ -1,5 +1,5 @@
 """What bench/signup.py and bench/digest.py both need: a free port, the project's console
-scripts, and a PostgreSQL database of the run's own."""
+scripts, and a PostgreSQL database and a Redis database of the run's own."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import os
 import socket
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 class BenchError(RuntimeError):
@@ -65,3 +67,73 @@ def postgres_database(admin_url: str, prefix: str) -> Iterator[str]:
                 conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         engine.dispose()
+
+
+# tests/conftest.py claims Redis databases 15..1 with these keys in database 0; claiming the
+# same way keeps test runs and benchmarks side by side from flushing each other's queues.
+REDIS_CLAIM_KEY = "newsletter:test-run:db"
+
+
+@dataclass(frozen=True)
+class RedisDb:
+    url: str
+    number: int
+    client: Any  # redis.Redis, imported late so that load-generating processes stay light
+
+
+def _release(lock: Any, key: str, token: str) -> None:
+    # Only if still ours: a claim that expired may be someone else's by now.
+    if lock.get(key) == token.encode():
+        lock.delete(key)
+
+
+def _usable(lock: Any, server: str, number: int) -> bool:
+    """Nobody connected to database `number` and nothing in it: a set-up older than the
+    claims (or a demo) may use a number without claiming it; its data is not ours to flush."""
+    from redis import Redis
+
+    if any(client.get("db") == str(number) for client in lock.client_list()):
+        return False
+    probe = Redis.from_url(f"{server}/{number}", socket_connect_timeout=2, socket_timeout=10)
+    try:
+        return int(probe.dbsize()) == 0
+    finally:
+        probe.close()
+
+
+@contextlib.contextmanager
+def claimed_redis(server: str, label: str, prefer: int) -> Iterator[RedisDb]:
+    """A Redis database of this run's own (`prefer`, else the lowest free number; test runs
+    take theirs from 15 down), flushed before and after."""
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    lock = Redis.from_url(f"{server}/0", socket_connect_timeout=2, socket_timeout=10)
+    token = f"{label}:{os.getpid()}"
+    number = None
+    try:
+        for candidate in [prefer, *(n for n in range(1, 16) if n != prefer)]:
+            key = f"{REDIS_CLAIM_KEY}:{candidate}"
+            if not lock.set(key, token, nx=True, ex=6 * 3600):
+                continue
+            if _usable(lock, server, candidate):
+                number = candidate
+                break
+            _release(lock, key, token)
+    except RedisError as exc:
+        lock.close()
+        raise BenchError(f"Redis at {server} does not answer: {exc}") from None
+    if number is None:
+        lock.close()
+        raise BenchError("every Redis database 1-15 is claimed or in use")
+    url = f"{server}/{number}"
+    client = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10)
+    try:
+        client.flushdb()
+        yield RedisDb(url, number, client)
+    finally:
+        with contextlib.suppress(RedisError):
+            client.flushdb()
+            _release(lock, f"{REDIS_CLAIM_KEY}:{number}", token)
+        client.close()
+        lock.close()

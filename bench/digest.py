@@ -78,7 +78,7 @@ from urllib.parse import urlsplit
 
 import digest_data
 import digest_sink
-from common import BenchError, free_port, postgres_database, venv_script
+from common import BenchError, claimed_redis, free_port, postgres_database, venv_script
 
 TARGET_RATIO = 0.6
 TARGET_RSS_MB = 80.0
@@ -86,61 +86,13 @@ TARGET_RSS_GROWTH = 1.2
 TARGET_PLAN_SECONDS = 30.0
 REDIS_SERVER = "redis://127.0.0.1:6379"
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-# tests/conftest.py claims Redis databases 15..1 with these keys in database 0; using the
-# same keys keeps a test run and this benchmark from flushing each other's queues.
-REDIS_LOCK_KEY = "newsletter:test-run:db"
-# Used without a lock: 14 by bench/signup.py, 13 by older test set-ups (see README).
-REDIS_SKIP = (13, 14)
+PREFERRED_REDIS_DB = 12  # test runs claim theirs from 15 down, bench/signup.py 14
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "")
 SAMPLE_SECONDS = 0.05
 MB = 1024 * 1024
 
 
 # -- surroundings ---------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def claimed_redis(server: str) -> Iterator[str]:
-    """A Redis database number of this run's own, flushed before and after; yields its URL."""
-    from redis import Redis
-
-    lock = Redis.from_url(f"{server}/0", socket_connect_timeout=2, socket_timeout=10)
-    number = None
-    try:
-        for candidate in range(15, 0, -1):
-            if candidate in REDIS_SKIP:
-                continue
-            if not lock.set(f"{REDIS_LOCK_KEY}:{candidate}", os.getpid(), nx=True, ex=6 * 3600):
-                continue
-            # Keys there without a lock: someone uses it unannounced; leave it to them.
-            probe = Redis.from_url(f"{server}/{candidate}", socket_connect_timeout=2, socket_timeout=10)
-            try:
-                empty = probe.dbsize() == 0
-            finally:
-                probe.close()
-            if empty:
-                number = candidate
-                break
-            lock.delete(f"{REDIS_LOCK_KEY}:{candidate}")
-    except Exception as exc:  # noqa: BLE001 - one line, whatever the client raised
-        lock.close()
-        raise BenchError(f"Redis at {server} does not answer: {exc}") from None
-    if number is None:
-        lock.close()
-        raise BenchError("every Redis database 1-15 is claimed by test runs or benchmarks")
-    url = f"{server}/{number}"
-    client = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10)
-    try:
-        client.flushdb()
-        yield url
-    finally:
-        with contextlib.suppress(Exception):
-            client.flushdb()
-        client.close()
-        with contextlib.suppress(Exception):
-            if lock.get(f"{REDIS_LOCK_KEY}:{number}") == str(os.getpid()).encode():
-                lock.delete(f"{REDIS_LOCK_KEY}:{number}")
-        lock.close()
-
 
 def postgres_answers(admin_url: str) -> bool:
     from sqlalchemy import create_engine, text
@@ -716,7 +668,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Results()
     try:
         with contextlib.ExitStack() as stack:
-            redis_url = stack.enter_context(claimed_redis(args.redis_server))
+            redis_url = stack.enter_context(claimed_redis(args.redis_server, "bench-digest", PREFERRED_REDIS_DB)).url
             data = digest_data.dataset(args.preference_sets, args.listings)
             databases = Databases(tmp, args.database_url, data)
             load = " ".join(f"{v:.2f}" for v in os.getloadavg())

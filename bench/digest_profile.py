@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-digest-profile-"))
     try:
         with contextlib.ExitStack() as stack:
-            redis_url = stack.enter_context(digest.claimed_redis(args.redis_server))
+            redis_url = stack.enter_context(digest.claimed_redis(args.redis_server, "bench-digest-profile", digest.PREFERRED_REDIS_DB)).url
             data = digest_data.dataset(args.preference_sets, args.listings)
             databases = digest.Databases(tmp, args.database_url, data)
             sink = stack.enter_context(digest_sink.Sink(digest.free_port(), tmp))

@@ -67,7 +67,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import BenchError, free_port, postgres_database, venv_script
+from common import BenchError, claimed_redis, free_port, postgres_database, venv_script
 
 BENCH_DIR = Path(__file__).resolve().parent
 HELLO_PATH = "/bench/hello"  # registered by bench/signup_app.py
@@ -79,7 +79,6 @@ MAX_FAILURE_SHARE = 0.01
 GUNICORN_WORKERS = 2
 REDIS_SERVER = "redis://127.0.0.1:6379"
 PREFERRED_REDIS_DB = 14  # the app's default is 0; test runs claim theirs from 15 down
-REDIS_CLAIM_KEY = "newsletter:test-run:db"  # the test suite's claims, in database 0
 # Each signup counts against the limiter; the limit itself must never answer 429 here.
 RATE_LIMIT = "1000000 per minute"
 # A request slower than this is broken, not slow (SQLite's busy timeout is 30 s).
@@ -253,72 +252,6 @@ class LoadGenerator:
 
 
 # -- what the server needs ----------------------------------------------------------------
-
-@dataclass(frozen=True)
-class RedisDb:
-    url: str
-    number: int
-    client: Any  # redis.Redis, imported late so that client processes stay light
-
-
-def _in_use(lock: Any, number: int) -> bool:
-    """Someone is connected to database `number`. (A test run started before the claims
-    existed uses 13 unclaimed: its worker would eat our jobs, our flush its data.)"""
-    return any(client.get("db") == str(number) for client in lock.client_list())
-
-
-def _release(lock: Any, key: str, token: str) -> None:
-    # Only if still ours: a claim that expired may be someone else's by now.
-    if lock.get(key) == token.encode():
-        lock.delete(key)
-
-
-def _claim(lock: Any, token: str) -> int | None:
-    """Database 14 or, when taken, the lowest free number: test runs claim from 15 down, so
-    the low numbers are the last they reach for."""
-    candidates: list[int] = [PREFERRED_REDIS_DB, *range(1, PREFERRED_REDIS_DB)]
-    for number in candidates:
-        key = f"{REDIS_CLAIM_KEY}:{number}"
-        if not lock.set(key, token, nx=True, ex=3600):
-            continue
-        if not _in_use(lock, number):
-            return number
-        _release(lock, key, token)
-    return None
-
-
-@contextlib.contextmanager
-def claimed_redis() -> Iterator[RedisDb]:
-    """A Redis database of the benchmark's own, flushed before and after.
-
-    Test runs claim a database number with a key in database 0 (tests/conftest.py) so that
-    runs side by side never flush each other's; taking part in that, and checking nobody is
-    connected to the database, is what makes flushing it safe."""
-    from redis import Redis
-    from redis.exceptions import RedisError
-
-    lock = Redis.from_url(f"{REDIS_SERVER}/0", socket_connect_timeout=2, socket_timeout=10)
-    token = f"bench-signup:{os.getpid()}"
-    try:
-        number = _claim(lock, token)
-    except RedisError as exc:
-        lock.close()
-        raise BenchError(f"Redis at {REDIS_SERVER} does not answer: {exc}") from None
-    if number is None:
-        lock.close()
-        raise BenchError("every Redis database 1-14 is claimed or in use")
-    url = f"{REDIS_SERVER}/{number}"
-    client = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10)
-    try:
-        client.flushdb()
-        yield RedisDb(url, number, client)
-    finally:
-        with contextlib.suppress(RedisError):
-            client.flushdb()
-            _release(lock, f"{REDIS_CLAIM_KEY}:{number}", token)
-        client.close()
-        lock.close()
-
 
 def server_environment(tmp: Path, database_url: str, redis_url: str) -> dict[str, str]:
     # The caller's own NEWSLETTER_* settings must not leak into the measured server.
@@ -633,7 +566,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 database_url = f"sqlite:///{tmp / 'bench.db'}"
                 backend = "sqlite"
-            redis_db = stack.enter_context(claimed_redis())
+            redis_db = stack.enter_context(claimed_redis(REDIS_SERVER, "bench-signup", PREFERRED_REDIS_DB))
             env = server_environment(tmp, database_url, redis_db.url)
             migrate(tmp, env)
             port = free_port()
