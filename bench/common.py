@@ -17,6 +17,11 @@ class BenchError(RuntimeError):
     """The benchmark could not be set up or run; str() is one line for the operator."""
 
 
+def stop_on_sigterm(_signum: int, _frame: object) -> None:
+    """A SIGTERM handler: unwind through the finally blocks and context managers, which clean up."""
+    raise SystemExit(143)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

@@ -78,7 +78,7 @@ from urllib.parse import urlsplit
 
 import digest_data
 import digest_sink
-from common import BenchError, claimed_redis, free_port, postgres_database, venv_script
+from common import BenchError, claimed_redis, free_port, postgres_database, stop_on_sigterm, venv_script
 
 TARGET_RATIO = 0.6
 TARGET_RSS_MB = 80.0
@@ -654,13 +654,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _stop_on_sigterm(_signum: int, _frame: object) -> None:
-    raise SystemExit(143)  # unwinds through the finally blocks, which clean up
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     if args.database_url and not postgres_answers(args.database_url):
         print(f"error: PostgreSQL does not answer at {_hide_password(args.database_url)}", file=sys.stderr)
         return 2

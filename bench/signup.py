@@ -67,7 +67,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import BenchError, claimed_redis, free_port, postgres_database, venv_script
+from common import BenchError, claimed_redis, free_port, postgres_database, stop_on_sigterm, venv_script
 
 BENCH_DIR = Path(__file__).resolve().parent
 HELLO_PATH = "/bench/hello"  # registered by bench/signup_app.py
@@ -548,15 +548,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _stop_on_sigterm(_signum: int, _frame: object) -> None:
-    raise SystemExit(143)  # unwinds through the context managers, which clean up
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     # Other work on the machine skews requests/s (the ratio less so): worth showing.
     load_at_start = os.getloadavg()[0]
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     tmp = Path(tempfile.mkdtemp(prefix="bench-signup-"))
     try:
         with contextlib.ExitStack() as stack:
