@@ -15,7 +15,7 @@ from functools import cached_property
 from urllib.parse import quote
 
 from .config import Settings
-from .dkim_signing import Signer
+from .dkim_signing import signer_for
 from .mail import Renderer, safe_header
 from .models import Listing
 
@@ -75,7 +75,7 @@ class DigestComposer:
     def __init__(self, settings: Settings, renderer: Renderer | None = None) -> None:
         self.settings = settings
         self.renderer = renderer or Renderer(settings)
-        self.signer = Signer.from_settings(settings)
+        self.signer = signer_for(settings)
         display, address = parseaddr(settings.mail_from)
         self.from_header = formataddr((display, address), charset="utf-8")
         self.list_id = f"{safe_header(settings.list_name)} <{settings.effective_list_id}>"

@@ -6,7 +6,9 @@ on the way can add a second one without breaking the signature.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from .config import Settings
@@ -25,18 +27,6 @@ class Signer:
     key: bytes
     algorithm: bytes
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Signer | None:
-        """The signer configured by NEWSLETTER_DKIM_*, or None when signing is off.
-
-        The key file holds a PEM RSA private key, or an Ed25519 private key as dkimpy
-        expects it (32 bytes, base64)."""
-        if not settings.dkim_key_file:
-            return None
-        key = Path(settings.dkim_key_file).read_bytes().strip()
-        algorithm = b"rsa-sha256" if b"-----BEGIN" in key else b"ed25519-sha256"
-        return cls(settings.dkim_selector.encode(), settings.dkim_domain.encode(), key, algorithm)
-
     def sign(self, message: bytes) -> bytes:
         """The message with a DKIM-Signature header in front."""
         present = {line.split(b":", 1)[0].strip().lower() for line in message.split(b"\r\n\r\n", 1)[0].split(b"\r\n") if b":" in line and not line[:1].isspace()}
@@ -48,3 +38,20 @@ class Signer:
             signature_algorithm=self.algorithm, linesep=b"\r\n",
         )
         return signature + message
+
+
+def signer_for(settings: Settings) -> Signer | None:
+    """The signer configured by NEWSLETTER_DKIM_*, or None when signing is off; its key file
+    is read again only when it changes on disk. The file holds a PEM RSA private key, or an Ed25519 private
+    key as dkimpy expects it (32 bytes, base64)."""
+    if not settings.dkim_key_file:
+        return None
+    changed = os.stat(settings.dkim_key_file).st_mtime_ns
+    return _cached_signer(settings.dkim_selector, settings.dkim_domain, settings.dkim_key_file, changed)
+
+
+@lru_cache(maxsize=4)
+def _cached_signer(selector: str, domain: str, key_file: str, _changed: int) -> Signer:
+    key = Path(key_file).read_bytes().strip()
+    algorithm = b"rsa-sha256" if b"-----BEGIN" in key else b"ed25519-sha256"
+    return Signer(selector.encode(), domain.encode(), key, algorithm)

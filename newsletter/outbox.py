@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from .config import Settings
 from .db import Database
-from .dkim_signing import Signer
+from .dkim_signing import signer_for
 from .mail import Renderer, ascii_address, build_message, list_headers, verp_sender
 from .models import (
     ConsentEvent,
@@ -142,6 +142,9 @@ def _send(
         # Subject as RFC 2047 encoded-words (STANDARDS 21), whatever the relay offers.
         needs_utf8 = utf8 and not recipient.isascii()
         data, rfc_message_id = build_message(settings, composed, to=recipient, headers=headers, utf8=needs_utf8)
+        signer = signer_for(settings)
+        if signer is not None:
+            data = signer.sign(data)  # the welcome mail carries the List-* headers too (STANDARDS 7)
         transport.send(verp_sender(settings, public_id), recipient, data, utf8=needs_utf8)
     except TemporaryError as exc:
         return _retry_or_give_up(database, settings, message_id, attempts, created_at, str(exc))
@@ -181,7 +184,8 @@ def _compose(
     settings: Settings, renderer: Renderer, kind: str, language: str, public_id: str, status: str
 ) -> tuple[object, dict[str, str]]:
     tokens = tokens_for(settings)
-    headers: dict[str, str] = {}
+    # Gmail's feedback loop reports complaints per Feedback-ID: one per kind of mail.
+    headers = {"Feedback-ID": f"{kind}:transactional:newsletter:{settings.mail_domain}"}
     if kind == CONFIRM:
         composed = renderer.render(
             "confirm", language, confirm_url=settings.url(f"/confirm/{tokens.confirm(public_id)}"),
@@ -191,7 +195,7 @@ def _compose(
     unsubscribe_url = settings.url(f"/unsubscribe/{tokens.unsubscribe(public_id)}")
     preferences_url = settings.url(f"/preferences/{tokens.preferences(public_id)}")
     if status == SubscriberStatus.CONFIRMED:
-        headers = list_headers(settings, unsubscribe_url)
+        headers.update(list_headers(settings, unsubscribe_url))
     composed = renderer.render(
         kind, language, unsubscribe_url=unsubscribe_url, preferences_url=preferences_url,
         subscribed=status == SubscriberStatus.CONFIRMED,

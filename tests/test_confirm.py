@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import replace
 
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
@@ -138,6 +139,41 @@ def test_welcome_mail_goes_out_with_verp_and_auto_submitted(welcome, database):
     assert welcome.mail_from == f"bounces+{public_id}@jobs.example.org"
     assert welcome.message["Auto-Submitted"] == "auto-generated"
     assert welcome.message["Return-Path"] is None
+
+
+def test_transactional_mails_carry_a_feedback_id_per_kind(welcome, smtp):
+    confirmation = smtp.to(EMAIL)[0]
+    assert confirmation.message["Feedback-ID"] == "confirm:transactional:newsletter:jobs.example.org"
+    assert welcome.message["Feedback-ID"] == "welcome:transactional:newsletter:jobs.example.org"
+
+
+def test_welcome_mail_is_dkim_signed_over_the_list_headers(client, smtp, settings, tmp_path, confirm_path):
+    """STANDARDS 7 holds for every mail with List-Unsubscribe, not only the digest."""
+    import dkim
+    import nacl.encoding
+    import nacl.signing
+    from rq import SimpleWorker
+
+    from worker import context, queues
+
+    key = nacl.signing.SigningKey.generate()
+    key_file = tmp_path / "dkim.key"
+    key_file.write_bytes(key.encode(encoder=nacl.encoding.Base64Encoder))
+    public = key.verify_key.encode(encoder=nacl.encoding.Base64Encoder).decode()
+    signing = replace(settings, dkim_selector="news", dkim_domain="jobs.example.org", dkim_key_file=str(key_file))
+    ctx = context.configure(signing)  # the worker signs; the web app needs no key
+    try:
+        assert client.post(confirm_path).status_code == 200
+        SimpleWorker(list(queues.ALL), connection=ctx.redis).work(burst=True, with_scheduler=False)
+    finally:
+        ctx.database.dispose()
+    [_, welcome] = smtp.to(EMAIL)
+    signature = welcome.message["DKIM-Signature"]
+    signed = [h.strip().lower() for h in signature.split("h=")[1].split(";")[0].replace("\r\n", "").split(":")]
+    assert signed.count("list-unsubscribe") == 2 and signed.count("list-unsubscribe-post") == 2
+    assert "feedback-id" in signed
+    dns = {b"news._domainkey.jobs.example.org.": f"v=DKIM1; k=ed25519; p={public}".encode()}
+    assert dkim.verify(welcome.data, dnsfunc=lambda name, timeout=5: dns.get(name))
 
 
 def test_welcome_preferences_link_opens_the_settings(client, welcome):
