@@ -28,6 +28,13 @@ from .validation import Preferences
 CONFIRMATION_INTERVAL = timedelta(hours=24)  # STANDARDS 28: one per address per day
 MANAGE_LINK_INTERVAL = timedelta(hours=1)
 HARD_SUPPRESSIONS = ("bounced", "complained")
+# The consent proof (STANDARDS 11, 15): what shows consent given and withdrawn, kept after
+# an erasure for its retention time. The rest of the log (preference changes, link
+# requests, bounce replies) is about the person, not the consent, and goes with them.
+PROOF_EVENTS = ("signup", "imported", "confirmation_sent", "confirmed", "unsubscribed", "erased")
+# The unsubscribe page's optional question offers these; free text is not kept, so that
+# the withdrawal record holds nothing a person typed about themselves.
+UNSUBSCRIBE_REASONS = ("found_job", "too_many", "not_relevant", "other")
 
 
 @dataclass(frozen=True)
@@ -97,9 +104,14 @@ _INSERT_EVENT = _EVENTS.insert()
 _INSERT_OUTBOX = _OUTBOX.insert().returning(_OUTBOX.c.id)
 
 
-def signup(session: Session, email: str, prefs: Preferences, origin: Origin) -> list[int]:
+def signup(
+    session: Session, email: str, prefs: Preferences, origin: Origin,
+    consent_version: str = consent.CURRENT_VERSION, consent_language: str | None = None,
+) -> list[int]:
     """Record a signup request. What happens depends on the address's state; what the
     caller shows must not (STANDARDS 29). Returns outbox ids to queue after commit.
+    The consent record holds the wording shown: `consent_version` in `consent_language`
+    (default: the newsletter's language).
 
     The hot path of the signup form: one lookup, then three inserts for a new address.
     """
@@ -110,22 +122,26 @@ def signup(session: Session, email: str, prefs: Preferences, origin: Origin) -> 
     if row.reason in HARD_SUPPRESSIONS or row.status in HARD_SUPPRESSIONS:
         return []
     found = row if row.id is not None else None
-    version = consent.CURRENT_VERSION
+    version = consent_version
     event = {
         "event": "signup", "at": now, "ip": origin.ip, "user_agent": (origin.user_agent or "")[:500] or None,
         "form_url": (origin.form_url or "")[:500] or None, "channel": origin.channel,
-        "consent_version": version, "consent_text": consent.consent_text(prefs.language, version),
+        "consent_version": version, "consent_text": consent.consent_text(consent_language or prefs.language, version),
         "email_hash": hashed,
     }
     if found is None:
+        # An erased address has no row to remember its last confirmation mail; the consent
+        # proof kept for it does (STANDARDS 28 holds across an erasure).
+        last_sent = _last_confirmation_sent(conn, hashed) if row.reason is not None else None
+        due = _due(last_sent, CONFIRMATION_INTERVAL, now)
         public_id = new_public_id()
         subscriber_id = conn.execute(_INSERT_SUBSCRIBER, {
             "public_id": public_id, "email": email, "email_hash": hashed, "language": prefs.language,
             "keywords": prefs.keywords, "location": prefs.location, "status": SubscriberStatus.PENDING,
-            "created_at": now, "confirmation_sent_at": now,
+            "created_at": now, "confirmation_sent_at": now if due else last_sent,
         }).scalar_one()
         conn.execute(_INSERT_EVENT, {**event, "subscriber_public_id": public_id})
-        return [_insert_outbox(conn, subscriber_id, outbox.CONFIRM, now)]
+        return [_insert_outbox(conn, subscriber_id, outbox.CONFIRM, now)] if due else []
     if found.status == SubscriberStatus.CONFIRMED:
         # Already subscribed: a reminder with the preferences link, not a second opt-in,
         # and no change to the preferences from an unauthenticated form.
@@ -142,6 +158,12 @@ def signup(session: Session, email: str, prefs: Preferences, origin: Origin) -> 
     conn.execute(update(Subscriber).where(Subscriber.id == found.id).values(**changes))
     conn.execute(_INSERT_EVENT, {**event, "subscriber_public_id": found.public_id})
     return [_insert_outbox(conn, found.id, outbox.CONFIRM, now)] if due else []
+
+
+def _last_confirmation_sent(conn: Connection, hashed: str) -> datetime | None:
+    return conn.execute(
+        select(func.max(_EVENTS.c.at)).where(_EVENTS.c.email_hash == hashed, _EVENTS.c.event == "confirmation_sent")
+    ).scalar()
 
 
 def _insert_outbox(conn: Connection, subscriber_id: int, kind: str, now: datetime) -> int:
@@ -224,11 +246,22 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def export(session: Session, sub: Subscriber) -> dict[str, Any]:
-    """Everything held about `sub` (STANDARDS 14), consent log included, as JSON-ready data."""
+    """Everything held about `sub`'s address (STANDARDS 14): the subscription, the whole
+    consent log (earlier, erased subscriptions of the address included), the mails and
+    digests sent, and the suppression entry, as JSON-ready data."""
+    from .models import Delivery, Edition
+
     events = session.scalars(
-        select(ConsentEvent).where(ConsentEvent.subscriber_public_id == sub.public_id).order_by(ConsentEvent.id)
+        select(ConsentEvent).where(ConsentEvent.email_hash == sub.email_hash).order_by(ConsentEvent.at, ConsentEvent.id)
     )
     mails = session.scalars(select(OutboxMessage).where(OutboxMessage.subscriber_id == sub.id).order_by(OutboxMessage.id))
+    digests = session.execute(
+        select(Delivery.edition_id, Edition.created_at, Delivery.status, Delivery.sent_at, Delivery.last_error)
+        .join(Edition, Edition.id == Delivery.edition_id)
+        .where(Delivery.subscriber_id == sub.id)
+        .order_by(Delivery.edition_id)
+    )
+    suppression = session.get(Suppression, sub.email_hash)
     return {
         "subscriber": {
             "email": sub.email,
@@ -259,6 +292,14 @@ def export(session: Session, sub: Subscriber) -> dict[str, Any]:
             {"kind": m.kind, "status": m.status, "created_at": _iso(m.created_at), "sent_at": _iso(m.sent_at)}
             for m in mails
         ],
+        "digests": [
+            {"edition": d.edition_id, "edition_created_at": _iso(d.created_at), "status": d.status,
+             "sent_at": _iso(d.sent_at), "error": d.last_error}
+            for d in digests
+        ],
+        "suppression": (
+            {"reason": suppression.reason, "since": _iso(suppression.created_at)} if suppression else None
+        ),
     }
 
 
@@ -271,6 +312,9 @@ def erase(session: Session, sub: Subscriber, origin: Origin) -> None:
     elif entry.reason not in HARD_SUPPRESSIONS:
         entry.reason = "erased"
     _event(session, sub, "erased", origin)
+    session.execute(
+        delete(ConsentEvent).where(ConsentEvent.email_hash == sub.email_hash, ConsentEvent.event.not_in(PROOF_EVENTS))
+    )
     session.execute(delete(OutboxMessage).where(OutboxMessage.subscriber_id == sub.id))
     session.delete(sub)
 

@@ -205,6 +205,21 @@ def test_digest_headers_and_links(database, settings, smtp, drain, client):
         assert session.scalar(select(Subscriber.status)) == "unsubscribed"
 
 
+def test_the_readers_data_export_lists_the_digests_sent_to_them(database, settings, drain):
+    """STANDARDS 14: all data held, the digest history included."""
+    from newsletter import subscriptions
+
+    with database.session_scope() as session:
+        add_listing(session, 1, "Data Scientist (w/m/d)")
+        add_reader(session, "export@example.org")
+    edition_id = send_now(database, settings, drain)
+    with database.session_scope() as session:
+        sub = subscriptions.find_by_email(session, "export@example.org")
+        [digest] = subscriptions.export(session, sub)["digests"]
+    assert (digest["edition"], digest["status"], digest["error"]) == (edition_id, "sent", None)
+    assert digest["sent_at"].endswith("Z") and digest["edition_created_at"] <= digest["sent_at"]
+
+
 def test_dkim_signature_covers_and_oversigns_the_list_headers(database, settings, smtp, drain, tmp_path):
     import dkim
     import nacl.encoding

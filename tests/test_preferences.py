@@ -179,6 +179,48 @@ def test_export_lists_the_mails_sent(exported):
     assert mails == [("confirm", "sent"), ("welcome", "sent")]
 
 
+def test_export_holds_the_digests_sent_and_the_suppression_entry(exported):
+    data = exported.get_json()
+    assert data["digests"] == []  # no edition yet: tests/test_digest.py shows a sent one
+    assert data["suppression"] is None
+
+
+def test_export_holds_the_consent_log_of_an_earlier_erased_subscription(client, smtp, drain, database, prefs_path):
+    client.post(prefs_path + "/erase", data={"confirm": "yes"})
+    smtp.clear()
+    again = subscribe_confirmed_later(client, smtp, drain, database)
+    data = client.get(only_link(again.part("plain"), "/preferences/") + "/data.json").get_json()
+    events = sorted(e["event"] for e in data["consent_log"])
+    earlier, now = ["signup", "confirmation_sent", "confirmed", "erased"], ["signup", "confirmation_sent", "confirmed"]
+    assert events == sorted(earlier + now)
+
+
+def subscribe_confirmed_later(client, smtp, drain, database):
+    """Sign EMAIL up again a day after its last confirmation mail (the limit of one a day
+    holds across an erasure), confirm it and return the welcome mail."""
+    from datetime import timedelta
+
+    from sqlalchemy import delete
+
+    from newsletter.models import utcnow
+
+    # A day passes: the kept record of the last confirmation mail is rewritten a day older
+    # (the log refuses UPDATE, so by delete and insert; the clock itself cannot be waited for).
+    with database.session_scope() as session:
+        [sent] = [e for e in session.query(ConsentEvent).filter_by(email_hash=email_hash(EMAIL), event="confirmation_sent")]
+        session.execute(delete(ConsentEvent).where(ConsentEvent.id == sent.id))
+        session.add(ConsentEvent(subscriber_public_id=sent.subscriber_public_id, email_hash=sent.email_hash,
+                                 event="confirmation_sent", at=utcnow() - timedelta(hours=25), channel="email",
+                                 detail=sent.detail))
+    assert signup(client, EMAIL).status_code == 200
+    drain()
+    [confirmation] = smtp.to(EMAIL)
+    page = client.get(only_link(confirmation.part("plain"), "/confirm/"))
+    assert client.post(re.search(r'action="([^"]+)"', page.get_data(as_text=True)).group(1)).status_code == 200
+    drain()
+    return smtp.to(EMAIL)[1]
+
+
 def test_english_signup_records_the_english_wording(client, database):
     client.post("/subscribe", data={"email": EMAIL, "language": "en"})
     [event] = _events(database, "signup")
@@ -223,6 +265,19 @@ def test_nothing_kept_after_erase_holds_the_address(client, database, prefs_path
     assert kept
     for text in kept:
         assert "anna" not in text.lower()
+
+
+def test_erase_keeps_nothing_but_the_consent_proof(client, smtp, drain, database, prefs_path):
+    """Preference changes, link requests and their details are about the person, not the
+    consent: they go with the erasure (STANDARDS 15)."""
+    client.post(prefs_path, data={"keywords": "Gynäkologie Teilzeit", "location": "Quedlinburg", "language": "de"})
+    client.post("/manage", data={"email": EMAIL})
+    drain()
+    assert {e.event for e in _events(database)} >= {"preferences_changed", "manage_link_requested"}
+    client.post(prefs_path + "/erase", data={"confirm": "yes"})
+    kept = _events(database)
+    assert [e.event for e in kept] == ["signup", "confirmation_sent", "confirmed", "erased"]
+    assert "Quedlinburg" not in json.dumps([[e.detail, e.form_url, e.consent_text] for e in kept], ensure_ascii=False)
 
 
 def test_after_erase_the_old_links_are_gone(client, smtp, database, prefs_path):
@@ -341,3 +396,17 @@ def test_manage_with_a_bad_address_answers_400_and_mails_nothing(client, smtp, d
     assert "Bitte geben Sie eine gültige E-Mail-Adresse ein." in answer.get_data(as_text=True)
     drain()
     assert smtp.messages == []
+
+
+# -- a form that is not ours -------------------------------------------------------------------
+
+@pytest.mark.parametrize("body", [b"", b"keywords=Rust", b"keywords=Caf\xe9&location=K\xf6ln&language=en"])
+def test_an_incomplete_or_unreadable_settings_form_answers_400_and_changes_nothing(client, database, prefs_path, body):
+    answer = client.post(prefs_path, data=body, content_type="application/x-www-form-urlencoded")
+    html = answer.get_data(as_text=True)
+    assert answer.status_code == 400
+    assert "Das Formular konnte nicht gelesen werden" in html
+    assert 'value="Python"' in html  # the stored settings, to start again from
+    sub = find_subscriber(database, EMAIL)
+    assert (sub.keywords, sub.location, sub.language) == ("Python", "Berlin", "de")
+    assert _events(database, "preferences_changed") == []

@@ -228,6 +228,48 @@ def test_per_ip_rate_limit_answers_429(limited_client, database):
     assert find_subscriber(database, "r3@example.org") is None
 
 
+def test_the_manage_form_is_limited_per_ip_too(limited_client, smtp, drain):
+    """The "mail me my link" form can make us send mail just as the signup can."""
+    for n in range(3):
+        assert limited_client.post("/manage", data={"email": f"m{n}@example.org"}).status_code == 200
+    assert limited_client.post("/manage", data={"email": "m3@example.org"}).status_code == 429
+
+
+def test_pages_name_the_configured_lifetime_of_a_confirmation_link(settings, smtp, tmp_path, database):
+    from newsletter import create_app
+
+    short = make_settings(
+        database_url=settings.database_url, smtp_port=smtp.port,
+        instance_path=str(tmp_path / "instance"), confirm_max_age_hours=24,
+    )
+    app = create_app(short)
+    try:
+        client = app.test_client()
+        done = signup(client, "anna@example.org").get_data(as_text=True)
+        assert "Der Link ist 24 Stunden gültig" in done and "48" not in done
+        expired = client.get("/confirm/" + _expired_token(database, "anna@example.org", hours=25))
+        assert expired.status_code == 410
+        assert "nur 24 Stunden gültig" in expired.get_data(as_text=True)
+    finally:
+        app.extensions["newsletter_db"].dispose()
+
+
+def _expired_token(database, email: str, hours: float) -> str:
+    import time
+
+    from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+
+    from newsletter.tokens import CONFIRM_SALT
+    from tests.conftest import SECRET
+
+    class SignedEarlier(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(time.time() - hours * 3600)
+
+    public_id = find_subscriber(database, email).public_id
+    return URLSafeTimedSerializer([SECRET], salt=CONFIRM_SALT, signer=SignedEarlier).dumps(public_id)
+
+
 def test_rate_limit_is_per_ip(limited_client, database):
     for n in range(3):
         signup(limited_client, f"r{n}@example.org")
@@ -535,3 +577,94 @@ def test_sending_the_confirmation_is_recorded(client, smtp, drain, database):
     [outbox_row] = all_rows(database, OutboxMessage)
     assert (outbox_row.kind, outbox_row.status) == ("confirm", "sent")
     assert outbox_row.message_id == str(smtp.messages[0].message["Message-ID"])
+
+
+# -- the consent record names what the person saw --------------------------------------------
+
+def _form_fields(html: str) -> dict[str, str]:
+    return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', html))
+
+
+def test_the_wording_recorded_is_the_one_on_the_page_not_the_newsletters_language(client, database):
+    """A German page, an English newsletter: the person agreed to the German text."""
+    hidden = _form_fields(client.get("/subscribe").get_data(as_text=True))
+    assert hidden["consent_language"] == "de"
+    answer = client.post("/subscribe", data={**hidden, "email": "anna@example.org", "language": "en"})
+    assert answer.status_code == 200
+    [event] = all_rows(database, ConsentEvent, event="signup")
+    assert event.consent_text == CONSENT_DE
+    assert find_subscriber(database, "anna@example.org").language == "en"
+
+
+def test_the_english_page_records_the_english_wording_for_a_german_newsletter(client, database):
+    hidden = _form_fields(client.get("/subscribe?lang=en").get_data(as_text=True))
+    client.post("/subscribe", data={**hidden, "email": "anna@example.org", "language": "de"})
+    [event] = all_rows(database, ConsentEvent, event="signup")
+    assert event.consent_text == CONSENT_EN
+
+
+@pytest.mark.parametrize("version", ["1999-01-01", "latest", "2026-11-01 "])
+def test_a_consent_version_never_published_answers_400_and_stores_nothing(client, smtp, drain, database, version):
+    answer = client.post("/subscribe", data={"email": "anna@example.org", "consent_version": version})
+    assert answer.status_code == 400
+    assert "Das Formular konnte nicht gelesen werden" in answer.get_data(as_text=True)
+    json_answer = client.post("/subscribe", json={"email": "anna@example.org", "consent_version": version},
+                              headers=JSON_ACCEPT)
+    assert json_answer.status_code == 400 and json_answer.get_json()["field"] == "body"
+    drain()
+    assert _subscribers(database) == 0 and smtp.messages == []
+
+
+def test_an_embedded_form_without_the_hidden_fields_records_the_current_wording(client, database):
+    client.post("/subscribe", data={"email": "anna@example.org", "language": "en"})
+    [event] = all_rows(database, ConsentEvent, event="signup")
+    assert (event.consent_version, event.consent_text) == (consent.CURRENT_VERSION, CONSENT_EN)
+
+
+# -- a body that cannot be read ----------------------------------------------------------------
+
+def test_a_form_not_in_utf8_answers_400_naming_the_form_not_the_address(client, smtp, drain, database):
+    answer = client.post(
+        "/subscribe", data=b"email=leo@example.com&keywords=Caf\xe9",
+        content_type="application/x-www-form-urlencoded",
+    )
+    html = answer.get_data(as_text=True)
+    assert answer.status_code == 400
+    assert "Das Formular konnte nicht gelesen werden" in html
+    assert "gültige E-Mail-Adresse" not in html
+    drain()
+    assert _subscribers(database) == 0 and smtp.messages == []
+
+
+# -- an erased address --------------------------------------------------------------------------
+
+def test_an_erased_address_gets_no_second_confirmation_mail_within_a_day(client, smtp, drain, database):
+    """Erasure deletes the row that remembers the last confirmation mail; the limit of one
+    per day must hold all the same (STANDARDS 28)."""
+    subscribe_confirmed(client, smtp, drain, "anna@example.org")
+    [_, welcome] = smtp.to("anna@example.org")
+    preferences = only_link(welcome.part("plain"), "/preferences/")
+    assert client.post(preferences + "/erase", data={"confirm": "yes"}).status_code == 200
+    first = signup(client, "anna@example.org")
+    drain()
+    assert first.status_code == 200
+    assert first.get_data() == signup(client, "someone-new@example.org").get_data()
+    drain()
+    assert len(smtp.to("anna@example.org")) == 2  # confirmation and welcome, from before
+    assert find_subscriber(database, "anna@example.org").status == "pending"
+
+
+def test_an_address_erased_long_ago_gets_its_confirmation_mail(client, smtp, drain, database):
+    from datetime import timedelta
+
+    from newsletter.models import Suppression, email_hash, utcnow
+
+    hashed = email_hash("anna@example.org")
+    with database.session_scope() as session:
+        session.add(Suppression(email_hash=hashed, reason="erased", created_at=utcnow() - timedelta(days=30)))
+        session.add(ConsentEvent(subscriber_public_id="x" * 22, email_hash=hashed, event="confirmation_sent",
+                                 at=utcnow() - timedelta(days=40), channel="email"))
+    assert signup(client, "anna@example.org").status_code == 200
+    drain()
+    [mail] = smtp.to("anna@example.org")
+    assert only_link(mail.part("plain"), "/confirm/")

@@ -8,7 +8,7 @@ import json
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-FIELDS = ("email", "keywords", "location", "language", "website", "form_url", "consent_version")
+FIELDS = ("email", "keywords", "location", "language", "website", "form_url", "consent_version", "consent_language")
 ACCEPTS = [None, "application/json", "text/html", "*/*", "application/json;q=0.5, text/html;q=0.9", "image/png"]
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -117,6 +117,25 @@ def test_a_hostile_reason_is_dropped_and_still_unsubscribes(client, database, un
     assert _events(database, "unsubscribed")[0].detail is None
 
 
+def test_a_reason_typed_instead_of_chosen_is_not_kept(client, database, unsubscribe_path):
+    """The withdrawal record outlives an erasure: it keeps only the page's own choices."""
+    answer = client.post(unsubscribe_path, data={"reason": "Ich bin Anna Schmidt aus Quedlinburg"})
+    assert answer.status_code == 200
+    assert find_subscriber(database, EMAIL).status == "unsubscribed"
+    assert _events(database, "unsubscribed")[0].detail is None
+
+
+def test_the_record_names_our_page_not_the_mail_clients_referer(provider, database, unsubscribe_path):
+    answer = provider.post(
+        unsubscribe_path, data=ONE_CLICK, content_type="application/x-www-form-urlencoded",
+        headers={"Referer": "https://mail.example.net/inbox/4711"},
+    )
+    assert answer.status_code == 200
+    [event] = _events(database, "unsubscribed")
+    # Named without the token: the log holds no working link.
+    assert event.form_url == "http://localhost/unsubscribe/<token>"
+
+
 # -- GET and HEAD: prefetching changes nothing ----------------------------------------------------------
 
 def test_get_shows_a_page_with_one_post_button(client, unsubscribe_path):

@@ -24,20 +24,41 @@ HONEYPOT = "website"
 
 
 def _origin(data: Any = None, channel: str = "web") -> subscriptions.Origin:
-    form_url = None
+    """Who did it, from where. `data` is a signup's body: the form the consent was given on
+    is the one that posted it (its `form_url` field, else the Referer). Any other action
+    happens on our own page, named without its token: a Referer there is only the mail
+    client or the page before, not where the person acted."""
     if data is not None:
-        try:
-            candidate = clean_text("form_url", data.get("form_url"), 500)
-        except InvalidInput:
-            candidate = ""
-        if urlsplit(candidate).scheme in ("http", "https"):
-            form_url = candidate
+        form_url = _posted_form_url(data) or request.referrer or request.base_url
+    else:
+        rule = request.url_rule.rule if request.url_rule is not None else request.path
+        form_url = request.host_url.rstrip("/") + rule
     return subscriptions.Origin(
         ip=request.remote_addr,
         user_agent=request.user_agent.string or None,
-        form_url=form_url or request.referrer or request.base_url,
+        form_url=form_url,
         channel=channel,
     )
+
+
+def _posted_form_url(data: Any) -> str | None:
+    try:
+        candidate = clean_text("form_url", data.get("form_url"), 500)
+    except InvalidInput:
+        return None
+    return candidate if urlsplit(candidate).scheme in ("http", "https") else None
+
+
+def _consent_shown(data: dict[str, Any], prefs: Any) -> tuple[str, str]:
+    """The consent wording the person saw: the version and page language the form says it
+    showed (hidden fields of our form), else the current version in the newsletter's
+    language (a form embedded elsewhere). A version we never published is refused: we could
+    not say what was agreed to."""
+    version = data.get("consent_version") or consent.CURRENT_VERSION
+    if not isinstance(version, str) or version not in consent.CONSENT_TEXTS:
+        raise InvalidInput("body", "consent_version: not a published version of the consent text")
+    language = data.get("consent_language")
+    return version, language if isinstance(language, str) and language in consent.LANGUAGES else prefs.language
 
 
 def _page(template: str, status: int = 200, **context: Any) -> Response:
@@ -52,7 +73,16 @@ def _request_data() -> dict[str, Any]:
         if not isinstance(data, dict):
             raise InvalidInput("body", "body: expected a JSON object")
         return data
-    return request.form.to_dict(flat=True)
+    return _form()
+
+
+def _form() -> dict[str, Any]:
+    """The posted form. Werkzeug gives an empty form for a body it cannot decode (not
+    UTF-8); that must not read as a form with every field left empty."""
+    form = request.form.to_dict(flat=True)
+    if not form and (request.content_length or request.headers.get("Transfer-Encoding")):
+        raise InvalidInput("body", "body: the form could not be read (send it urlencoded or multipart, in UTF-8)")
+    return form
 
 
 def _with_retry(step: Callable[[], list[int]]) -> list[int]:
@@ -78,6 +108,7 @@ def _form_context(**extra: Any) -> dict[str, Any]:
     context = {
         "consent_text": consent.consent_text(lang),
         "consent_version": consent.CURRENT_VERSION,
+        "consent_language": lang,
         "privacy_url": settings().privacy_url,
         "values": {},
         "errors": {},
@@ -106,13 +137,14 @@ def subscribe() -> Response:
             return _signup_answer()  # a bot: the normal answer, nothing stored, nothing mailed
         email = clean_email(data.get("email"))
         prefs = clean_preferences(data, default_language=_default_language())
+        version, consent_language = _consent_shown(data, prefs)
     except InvalidInput as exc:
         if wants_json():
             return error_response(400, str(exc), exc.field)
         values = {k: _echo(data.get(k)) for k in ("email", "keywords", "location", "language")}
         return _page("subscribe.html", 400, **_form_context(values=values, errors={exc.field: str(exc)}))
     origin = _origin(data)
-    ids = _with_retry(lambda: subscriptions.signup(get_session(), email, prefs, origin))
+    ids = _with_retry(lambda: subscriptions.signup(get_session(), email, prefs, origin, version, consent_language))
     enqueue_outbox_after_commit(ids)
     return _signup_answer()
 
@@ -231,12 +263,8 @@ def unsubscribe(token: str) -> Response:
     if sub is not None:
         g.page_language = sub.language
         one_click = request.form.get("List-Unsubscribe") == "One-Click"
-        reason = None
-        if not one_click:
-            try:
-                reason = clean_text("reason", request.form.get("reason"), 100) or None
-            except InvalidInput:
-                reason = None
+        reason = request.form.get("reason")
+        reason = reason if not one_click and reason in subscriptions.UNSUBSCRIBE_REASONS else None
         channel = "one-click" if one_click else "web"
         subscriptions.unsubscribe(session, sub, _origin(channel=channel), reason)
         session.commit()
@@ -285,10 +313,17 @@ def update_preferences(token: str) -> Response:
     assert sub is not None
     session = get_session()
     try:
-        prefs = clean_preferences(request.form.to_dict(), default_language=sub.language)
+        form = _form()
+        missing = [name for name in ("keywords", "location", "language") if name not in form]
+        if missing:
+            # Not our form: an absent field is not a field emptied on purpose.
+            raise InvalidInput("body", f"body: the form lacks {', '.join(missing)}")
+        prefs = clean_preferences(form, default_language=sub.language)
     except InvalidInput as exc:
-        values = {k: request.form.get(k, "")[:300] for k in ("keywords", "location", "language")}
-        return _preferences_page(sub, token, 400, values=values, errors={exc.field: str(exc)})
+        # Show what was typed, to correct it; an unreadable form shows the stored settings.
+        fields = () if exc.field == "body" else ("keywords", "location", "language")
+        typed = {k: request.form.get(k, "")[:300] for k in fields}
+        return _preferences_page(sub, token, 400, values=typed, errors={exc.field: str(exc)})
     changed = subscriptions.update_preferences(session, sub, prefs, _origin())
     session.commit()
     g.page_language = sub.language
@@ -348,4 +383,4 @@ def manage() -> Response:
 
 @bp.app_context_processor
 def _page_globals() -> dict[str, Any]:
-    return {"privacy_url": settings().privacy_url}
+    return {"privacy_url": settings().privacy_url, "confirm_hours": int(settings().confirm_max_age_hours)}
