@@ -168,11 +168,14 @@ def _send(
         if kind == CONFIRM:
             sub = session.scalar(select(Subscriber).where(Subscriber.public_id == public_id))
             if sub is not None:
+                sent_at = utcnow()
+                sub.confirmation_sent_at = sent_at  # when it left, not when it was asked for
                 session.add(
                     ConsentEvent(
                         subscriber_public_id=public_id,
                         email_hash=sub.email_hash,
                         event="confirmation_sent",
+                        at=sent_at,
                         channel="email",
                         detail={"message_id": rfc_message_id},
                     )

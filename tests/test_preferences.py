@@ -174,6 +174,12 @@ def test_export_confirmation_events_have_time_ip_and_user_agent(exported):
     assert (confirmed["ip"], confirmed["user_agent"]) == ("127.0.0.1", "Browser/2.0")
 
 
+def test_export_names_the_time_the_confirmation_mail_left(exported):
+    data = exported.get_json()
+    [sent] = [e for e in data["consent_log"] if e["event"] == "confirmation_sent"]
+    assert data["subscriber"]["confirmation_sent_at"] == sent["at"]
+
+
 def test_export_lists_the_mails_sent(exported):
     mails = [(m["kind"], m["status"]) for m in exported.get_json()["mails"]]
     assert mails == [("confirm", "sent"), ("welcome", "sent")]
