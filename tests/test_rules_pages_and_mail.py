@@ -1,0 +1,141 @@
+"""STANDARDS checks that hold across pages and across the transactional mails (confirmation,
+welcome, settings link), each shown on all of them: security headers, escaping and no
+open redirect on pages (31, 32); no images or tracking, line length and transfer encoding,
+non-ASCII display names and the links in both parts of every mail (5, 17, 20, 21)."""
+
+from __future__ import annotations
+
+from email import message_from_bytes, policy
+
+import pytest
+
+from tests.conftest import make_settings
+from tests.helpers import links, signup, subscribe_confirmed
+
+EMAIL = "anna@example.org"
+HOSTILE = '<script>alert("x")</script>'
+
+
+# -- pages ------------------------------------------------------------------------------------------
+
+def _pages(client):
+    """One answer of every kind a reader meets: forms, results, errors."""
+    return {
+        "signup form": client.get("/subscribe"),
+        "signup done": signup(client, "page@example.org"),
+        "signup refused": client.post("/subscribe", data={"email": "not an address", "keywords": HOSTILE}),
+        "manage form": client.get("/manage"),
+        "bad confirm link": client.get("/confirm/not-a-token"),
+        "bad unsubscribe link": client.get("/unsubscribe/not-a-token"),
+        "bad settings link": client.get("/preferences/not-a-token"),
+        "unknown page": client.get("/no-such-page"),
+        "wrong method": client.delete("/subscribe"),
+    }
+
+
+def test_every_page_sends_the_security_headers(client):
+    for name, answer in _pages(client).items():
+        csp = answer.headers.get("Content-Security-Policy", "")
+        assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp, name
+        assert "script-src" not in csp, name  # no script allowed at all
+        assert answer.headers.get("X-Frame-Options") == "DENY", name
+        assert answer.headers.get("Referrer-Policy") == "no-referrer", name  # links carry tokens
+        assert answer.headers.get("X-Content-Type-Options") == "nosniff", name
+
+
+def test_no_page_holds_a_script(client):
+    for name, answer in _pages(client).items():
+        assert "<script" not in answer.get_data(as_text=True).lower(), name
+
+
+def test_what_was_typed_comes_back_escaped(client):
+    answer = client.post("/subscribe", data={"email": HOSTILE, "keywords": "Python", "location": '"><b>x'})
+    html = answer.get_data(as_text=True)
+    assert answer.status_code == 400
+    assert HOSTILE not in html and "&lt;script&gt;" in html
+    assert '"><b>x' not in html
+
+
+@pytest.mark.parametrize("path", [
+    "/", "/subscribe?next=https://evil.example/", "/subscribe?url=//evil.example",
+    "//evil.example/", "/\\evil.example", "/manage?next=https://evil.example/",
+])
+def test_no_redirect_leaves_the_site(client, path):
+    answer = client.get(path)
+    location = answer.headers.get("Location", "")
+    assert "evil.example" not in location
+    if 300 <= answer.status_code < 400:
+        assert location.startswith("/") and not location.startswith("//") or location.startswith("http://localhost/")
+
+
+# -- transactional mails ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def transactional(client, smtp, drain):
+    """The confirmation, welcome and settings-link mails of one reader."""
+    subscribe_confirmed(client, smtp, drain, EMAIL, keywords="Python")
+    assert client.post("/manage", data={"email": EMAIL}).status_code == 200
+    drain()
+    mails = smtp.to(EMAIL)
+    assert len(mails) == 3
+    return dict(zip(("confirm", "welcome", "manage"), mails, strict=True))
+
+
+def test_no_mail_holds_an_image_a_script_or_a_form(transactional):
+    for kind, mail in transactional.items():
+        html = mail.part("html").lower()
+        for needle in ("<img", "<script", "<form", "url(", "<iframe"):
+            assert needle not in html, (kind, needle)
+
+
+def test_every_link_goes_straight_to_its_target(transactional):
+    """No per-recipient redirect: every link in a mail is one of our own pages."""
+    import re
+
+    for kind, mail in transactional.items():
+        for part in ("plain", "html"):
+            for url in re.findall(r"https?://[^\s\"<>]+", mail.part(part)):
+                assert url.startswith("http://newsletter.test/") or "example.org" in url, (kind, url)
+
+
+def test_no_line_over_998_octets_and_bodies_quoted_printable(transactional):
+    for kind, mail in transactional.items():
+        assert all(len(line) <= 998 for line in mail.data.split(b"\r\n")), kind
+        for part in mail.message.walk():
+            if part.get_content_maintype() == "text":
+                assert part["Content-Transfer-Encoding"] in ("quoted-printable", "base64"), kind
+                assert part.get_content_charset() == "utf-8", kind
+
+
+def test_welcome_and_settings_mails_show_both_links_in_both_parts(transactional):
+    for kind in ("welcome", "manage"):
+        mail = transactional[kind]
+        for part in ("plain", "html"):
+            body = mail.part(part)
+            assert links(body, "/unsubscribe/") and links(body, "/preferences/"), (kind, part)
+
+
+def test_a_non_ascii_sender_name_is_encoded_and_reads_back(settings, smtp, tmp_path):
+    from newsletter import create_app
+    from worker import context, queues
+
+    named = make_settings(
+        database_url=settings.database_url, smtp_port=smtp.port, instance_path=str(tmp_path / "named"),
+        mail_from="Jobbörse Süd – Newsletter <newsletter@jobs.example.org>",
+    )
+    app = create_app(named)
+    ctx = context.configure(named)
+    try:
+        assert signup(app.test_client(), EMAIL).status_code == 200
+        from rq import SimpleWorker
+
+        SimpleWorker(list(queues.ALL), connection=ctx.redis).work(burst=True, with_scheduler=False)
+    finally:
+        app.extensions["newsletter_db"].dispose()
+        ctx.database.dispose()
+    [mail] = smtp.to(EMAIL)
+    head = mail.data.split(b"\r\n\r\n", 1)[0].replace(b"\r\n ", b" ")  # unfolded
+    [raw_from] = [line[6:] for line in head.split(b"\r\n") if line.startswith(b"From: ")]
+    assert raw_from.isascii() and b"=?utf-8?" in raw_from.lower()
+    parsed = message_from_bytes(mail.data, policy=policy.default)
+    assert parsed["From"].addresses[0].display_name == "Jobbörse Süd – Newsletter"
