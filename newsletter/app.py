@@ -2,11 +2,37 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+from typing import IO
 
-from flask import Flask
+from flask import Flask, Request
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.utils import cached_property
+from werkzeug.wsgi import get_input_stream
 
 from .config import Settings, load_settings
+
+
+class BoundedRequest(Request):
+    """A request whose streamed (chunked) body over max_content_length answers 413.
+
+    Werkzeug refuses a Content-Length over the limit, but a body without one it only cuts
+    off at the limit: the form would be parsed from its first 64 KB (a 400 about a field)
+    instead of refused. Reading one byte past the limit tells the two apart; such a body is
+    read whole on first use (at most the limit, as form and JSON parsing read it anyway).
+    """
+
+    @cached_property
+    def stream(self) -> IO[bytes]:
+        limit = self.max_content_length  # on first use: the API raises it after authentication
+        streamed = self.content_length is None and "wsgi.input_terminated" in self.environ
+        if limit is None or not streamed:
+            return super().stream
+        body = get_input_stream(self.environ, max_content_length=limit + 1).read()
+        if len(body) > limit:
+            raise RequestEntityTooLarge()
+        return io.BytesIO(body)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -20,6 +46,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or load_settings()
     instance = Path(settings.instance_path).resolve()
     app = Flask(__name__, instance_path=str(instance))
+    app.request_class = BoundedRequest
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SECRET_KEY_FALLBACKS=list(settings.secret_key_fallbacks),

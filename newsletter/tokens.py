@@ -3,13 +3,24 @@
 Tokens carry only a subscriber's random public_id: never the address, never the row id.
 Confirmation tokens expire; unsubscribe and preference tokens do not, and every key in
 NEWSLETTER_SECRET_KEY_FALLBACKS still verifies them after a rotation.
+
+Only the spelling we mailed is accepted: itsdangerous decodes the signature leniently
+(unused low bits of the last character, padding, non-ASCII characters are ignored), so one
+token would otherwise have several spellings that all verify.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+from itsdangerous import (
+    BadData,
+    BadSignature,
+    SignatureExpired,
+    URLSafeSerializer,
+    URLSafeTimedSerializer,
+)
+from itsdangerous.encoding import base64_decode, base64_encode
 
 CONFIRM_SALT = "newsletter.confirm.v1"
 UNSUBSCRIBE_SALT = "newsletter.unsubscribe.v1"
@@ -39,6 +50,7 @@ class Tokens:
         return self._timed().dumps(public_id)
 
     def read_confirm(self, token: str) -> str:
+        _check_canonical(token)  # first: a respelt expired token is invalid, not expired
         try:
             value = self._timed().loads(token, max_age=self.confirm_max_age_seconds)
         except SignatureExpired:
@@ -60,11 +72,23 @@ class Tokens:
         return self._read_plain(PREFERENCES_SALT, token)
 
     def _read_plain(self, salt: str, token: str) -> str:
+        _check_canonical(token)
         try:
             value = self._plain(salt).loads(token)
         except BadSignature:
             raise TokenInvalid() from None
         return _as_public_id(value)
+
+
+def _check_canonical(token: str) -> None:
+    """Raise TokenInvalid unless the signature is exactly what base64 encoding its bytes gives."""
+    signature = token.rpartition(".")[2]
+    try:
+        canonical = base64_encode(base64_decode(signature)).decode("ascii")
+    except BadData:
+        raise TokenInvalid() from None
+    if canonical != signature:
+        raise TokenInvalid()
 
 
 def _as_public_id(value: object) -> str:

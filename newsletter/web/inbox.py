@@ -30,7 +30,9 @@ def _entry_or_404(key: str):  # type: ignore[no-untyped-def]
     return entry
 
 
-@bp.get("/")
+# strict_slashes=False: /dev/inbox answers itself. Werkzeug's redirect to the slash would
+# build an absolute Location from the Host header, whatever host the request names.
+@bp.get("/", strict_slashes=False)
 def index() -> str:
     session = get_session()
     latest = digests.latest(session)
