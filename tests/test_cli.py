@@ -164,6 +164,33 @@ def test_purge_deletes_stale_unconfirmed_signups_only(settings, database):
     assert events == 0 and mails == 0
 
 
+def test_the_scheduler_purges_stale_signups_without_an_operator(settings, database):
+    """STANDARDS 12 needs no cron entry: `newsletter scheduler` queues the purge (hourly,
+    and once at its start) and a worker runs it."""
+    import time
+
+    from tests.processes import start, stop
+
+    old = utcnow() - timedelta(days=15)
+    with database.session_scope() as session:
+        session.add(Subscriber(email="stale@example.org", email_hash=email_hash("stale@example.org"),
+                               status="pending", created_at=old, confirmation_sent_at=old))
+        session.add(Subscriber(email="fresh@example.org", email_hash=email_hash("fresh@example.org"), status="pending"))
+    scheduler, worker = start(settings, "scheduler"), start(settings, "worker")
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with database.session_scope() as session:
+                left = sorted(session.scalars(select(Subscriber.email)))
+            if left == ["fresh@example.org"]:
+                break
+            time.sleep(0.2)
+    finally:
+        stop(scheduler)
+        stop(worker)
+    assert left == ["fresh@example.org"]
+
+
 def test_purge_keeps_consent_proof_of_the_erased_until_its_retention_ends(settings, database):
     with database.session_scope() as session:
         session.add(ConsentEvent(subscriber_public_id="gone-recently", email_hash="h1", event="erased"))
