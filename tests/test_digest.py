@@ -25,6 +25,7 @@ from newsletter.models import (
     utcnow,
 )
 from tests.conftest import make_settings
+from tests.helpers import DkimKey
 
 
 def add_listing(session, n: int, title: str, *, location: str = "Berlin", hours_ago: float = 1,
@@ -221,25 +222,13 @@ def test_the_readers_data_export_lists_the_digests_sent_to_them(database, settin
 
 
 def test_dkim_signature_covers_and_oversigns_the_list_headers(database, settings, smtp, drain, tmp_path):
-    import dkim
-    import nacl.encoding
-    import nacl.signing
-
-    key = nacl.signing.SigningKey.generate()
-    key_file = tmp_path / "dkim.key"
-    key_file.write_bytes(key.encode(encoder=nacl.encoding.Base64Encoder))
-    public = key.verify_key.encode(encoder=nacl.encoding.Base64Encoder).decode()
-    own = replace(settings, dkim_selector="news", dkim_domain="jobs.example.org", dkim_key_file=str(key_file))
+    key = DkimKey(tmp_path)
     with database.session_scope() as session:
         add_listing(session, 1, "Data Scientist (w/m/d)")
         add_reader(session, "dkim@example.org")
-    send_now(database, own, drain)
+    send_now(database, key.settings(settings), drain)
     [mail] = smtp.messages
-    signature = mail.message["DKIM-Signature"]
-    signed = [h.strip().lower() for h in signature.split("h=")[1].split(";")[0].replace("\r\n", "").split(":")]
-    assert signed.count("list-unsubscribe") == 2 and signed.count("list-unsubscribe-post") == 2
-    dns = {b"news._domainkey.jobs.example.org.": f"v=DKIM1; k=ed25519; p={public}".encode()}
-    assert dkim.verify(mail.data, dnsfunc=lambda name, timeout=5: dns.get(name))
+    key.assert_signed_over_list_headers(mail)
 
 
 # -- delivery outcomes ---------------------------------------------------------------------
