@@ -22,6 +22,7 @@ from .models import utcnow
 from .paths import email_templates_dir
 
 _SUBJECT_LINE = re.compile(r"\ASubject: (?P<subject>[^\r\n]+)\r?\n\r?\n?")
+MAX_LINE = 998  # RFC 5322 2.1.1, without the CRLF
 _BAD_HEADER_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -130,11 +131,21 @@ def build_message(
     msg["Message-ID"] = message_id
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Auto-Response-Suppress"] = "OOF, AutoReply"
+    verbatim: list[bytes] = []
     for name, value in (headers or {}).items():
-        msg[name] = safe_header(value)
+        line = f"{name}: {safe_header(value)}"
+        if line.isascii() and len(line) <= MAX_LINE:
+            verbatim.append(line.encode("ascii"))
+        else:
+            msg[name] = value  # a non-ASCII List-Id name: RFC 2047 encoded-words
     msg.set_content(composed.text, subtype="plain", charset="utf-8", cte="quoted-printable")
     msg.add_alternative(composed.html, subtype="html", charset="utf-8", cte="quoted-printable")
-    return msg.as_bytes(), message_id
+    head, blank, body = msg.as_bytes().partition(b"\r\n\r\n")
+    # The email package folds at 78 columns, and a header with no place to fold (a long
+    # List-Unsubscribe URL) it turns into encoded-words: "=?utf-8?q?=3Chttps=3A//...".
+    # Mailbox providers read the raw header, so one-click unsubscribe would be lost
+    # (RFC 8058). ASCII headers of ours therefore go in verbatim, up to RFC 5322's 998.
+    return b"\r\n".join([head, *verbatim]) + blank + body, message_id
 
 
 def list_headers(settings: Settings, unsubscribe_url: str) -> dict[str, str]:

@@ -139,3 +139,41 @@ def test_a_non_ascii_sender_name_is_encoded_and_reads_back(settings, smtp, tmp_p
     assert raw_from.isascii() and b"=?utf-8?" in raw_from.lower()
     parsed = message_from_bytes(mail.data, policy=policy.default)
     assert parsed["From"].addresses[0].display_name == "Jobbörse Süd – Newsletter"
+
+
+def test_list_headers_go_out_verbatim_however_long_the_link(settings, smtp, tmp_path):
+    """Mailbox providers read List-Unsubscribe raw (RFC 8058): a URL longer than a folded
+    line must not come out as RFC 2047 encoded-words, which no provider decodes there."""
+    import re
+
+    from rq import SimpleWorker
+
+    from newsletter import create_app
+    from worker import context, queues
+
+    base = "https://newsletter.stellenportal-beispiel-karriere.de"
+    own = make_settings(
+        database_url=settings.database_url, smtp_port=smtp.port, instance_path=str(tmp_path / "long"), base_url=base,
+    )
+    app, ctx = create_app(own), context.configure(own)
+    try:
+        client = app.test_client()
+
+        def work() -> None:
+            SimpleWorker(list(queues.ALL), connection=ctx.redis).work(burst=True, with_scheduler=False)
+
+        assert signup(client, EMAIL).status_code == 200
+        work()
+        [confirmation] = smtp.to(EMAIL)
+        confirm = re.search(re.escape(base) + r"(/confirm/[^\s<>\"]+)", confirmation.part("plain")).group(1)
+        assert client.post(confirm).status_code == 200
+        work()
+    finally:
+        app.extensions["newsletter_db"].dispose()
+        ctx.database.dispose()
+    welcome = smtp.to(EMAIL)[1]
+    head = welcome.data.split(b"\r\n\r\n", 1)[0]
+    pattern = rb"\r\nList-Unsubscribe: <" + re.escape(base.encode()) + rb"/unsubscribe/[A-Za-z0-9_.-]+>\r\n"
+    assert re.search(pattern, head + b"\r\n"), head.decode()
+    assert b"=?" not in head.split(b"List-Unsubscribe:")[1].split(b"\r\n")[0]
+    assert all(len(line) <= 998 for line in head.split(b"\r\n"))
