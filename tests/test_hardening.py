@@ -1,6 +1,7 @@
-"""Three small hardenings: a token is accepted only in its one canonical spelling, the demo's
+"""Small hardenings: a token is accepted only in its one canonical spelling, the demo's
 /dev/inbox never redirects to an address built from the Host header, and a chunked body
-over MAX_CONTENT_LENGTH answers 413 like the same body sent with a Content-Length."""
+over MAX_CONTENT_LENGTH answers 413 like the same body sent with a Content-Length; JSON
+nested deeper than the parser goes answers 400."""
 
 from __future__ import annotations
 
@@ -281,3 +282,27 @@ def test_chunked_api_upload_keeps_the_api_limit_of_a_few_mb(server, database):
     status, _, answer = _post(server, "/api/v1/listings", payload, headers, chunked=True)
     assert status == 200, answer
     assert json.loads(answer)["added"] == 100
+
+
+# -- JSON nested deeper than the parser goes ---------------------------------------------------------
+
+DEEP = '{"email": "deep@example.org", "keywords": ' + "[" * 5_000 + "]" * 5_000 + "}"
+
+
+def test_deeply_nested_json_answers_400_not_500(client, database):
+    answer = client.post("/subscribe", data=DEEP, content_type="application/json",
+                         headers={"Accept": "application/json"})
+    assert answer.status_code == 400
+    assert answer.get_json()["field"] == "body"
+    assert find_subscriber(database, "deep@example.org") is None
+
+
+def test_deeply_nested_json_to_the_api_answers_400(client, database):
+    from newsletter import api_tokens
+
+    with database.session_scope() as session:
+        secret = api_tokens.create(session, "deep").secret
+    answer = client.post("/api/v1/listings", data="[" * 5_000 + "]" * 5_000,
+                         content_type="application/json", headers={"Authorization": f"Bearer {secret}"})
+    assert answer.status_code == 400
+    assert answer.get_json()["field"] == "body"
