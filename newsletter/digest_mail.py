@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from .config import Settings
 from .dkim_signing import signer_for
-from .mail import Renderer, safe_header
+from .mail import Renderer, list_id_header, safe_header
 from .models import Listing
 
 PREFS_PLACEHOLDER = "zzNEWSLETTERPREFSzz"
@@ -78,7 +78,7 @@ class DigestComposer:
         self.signer = signer_for(settings)
         display, address = parseaddr(settings.mail_from)
         self.from_header = formataddr((display, address), charset="utf-8")
-        self.list_id = f"{safe_header(settings.list_name)} <{settings.effective_list_id}>"
+        self.list_id = list_id_header(settings)
 
     @cached_property
     def _prefs_url(self) -> str:

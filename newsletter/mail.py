@@ -9,7 +9,7 @@ from datetime import UTC
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid, parseaddr
+from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 from functools import cached_property
 from typing import Any
 
@@ -134,10 +134,9 @@ def build_message(
     verbatim: list[bytes] = []
     for name, value in (headers or {}).items():
         line = f"{name}: {safe_header(value)}"
-        if line.isascii() and len(line) <= MAX_LINE:
-            verbatim.append(line.encode("ascii"))
-        else:
-            msg[name] = value  # a non-ASCII List-Id name: RFC 2047 encoded-words
+        if not line.isascii() or len(line) > MAX_LINE:
+            raise UnsafeHeader(f"{name}: not ASCII or longer than a line; encode it first")
+        verbatim.append(line.encode("ascii"))
     msg.set_content(composed.text, subtype="plain", charset="utf-8", cte="quoted-printable")
     msg.add_alternative(composed.html, subtype="html", charset="utf-8", cte="quoted-printable")
     head, blank, body = msg.as_bytes().partition(b"\r\n\r\n")
@@ -148,10 +147,16 @@ def build_message(
     return b"\r\n".join([head, *verbatim]) + blank + body, message_id
 
 
+def list_id_header(settings: Settings) -> str:
+    """List-Id (RFC 2919): the list's name as a phrase, RFC 2047 encoded when it is not
+    ASCII ("Stellenbörse"), and the id itself always raw between angle brackets."""
+    return formataddr((safe_header(settings.list_name), settings.effective_list_id), charset="utf-8")
+
+
 def list_headers(settings: Settings, unsubscribe_url: str) -> dict[str, str]:
     """The RFC 2369/2919/8058 headers of every mail to a confirmed subscriber."""
     return {
-        "List-Id": f"{safe_header(settings.list_name)} <{settings.effective_list_id}>",
+        "List-Id": list_id_header(settings),
         "List-Unsubscribe": f"<{unsubscribe_url}>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     }

@@ -221,6 +221,18 @@ def test_the_readers_data_export_lists_the_digests_sent_to_them(database, settin
     assert digest["sent_at"].endswith("Z") and digest["edition_created_at"] <= digest["sent_at"]
 
 
+def test_a_non_ascii_list_name_goes_out_encoded_and_the_digest_is_sent(database, settings, smtp, drain):
+    with database.session_scope() as session:
+        add_listing(session, 1, "Data Scientist (w/m/d)")
+        add_reader(session, "umlaut@example.org")
+    edition_id = send_now(database, replace(settings, list_name="Stellenbörse Süd"), drain)
+    [mail] = smtp.messages
+    assert mail.message["List-Id"] == "Stellenbörse Süd <jobs-newsletter.jobs.example.org>"
+    assert mail.data.split(b"\r\n\r\n", 1)[0].isascii()
+    with database.session_scope() as session:
+        assert digests.counts(session, edition_id)["sent"] == 1
+
+
 def test_dkim_signature_covers_and_oversigns_the_list_headers(database, settings, smtp, drain, tmp_path):
     key = DkimKey(tmp_path)
     with database.session_scope() as session:

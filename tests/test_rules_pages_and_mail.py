@@ -141,9 +141,8 @@ def test_a_non_ascii_sender_name_is_encoded_and_reads_back(settings, smtp, tmp_p
     assert parsed["From"].addresses[0].display_name == "Jobbörse Süd – Newsletter"
 
 
-def test_list_headers_go_out_verbatim_however_long_the_link(settings, smtp, tmp_path):
-    """Mailbox providers read List-Unsubscribe raw (RFC 8058): a URL longer than a folded
-    line must not come out as RFC 2047 encoded-words, which no provider decodes there."""
+def _welcome_with(settings, smtp, tmp_path, **overrides):  # type: ignore[no-untyped-def]
+    """The welcome mail of EMAIL from an app and a worker running with these settings."""
     import re
 
     from rq import SimpleWorker
@@ -151,9 +150,8 @@ def test_list_headers_go_out_verbatim_however_long_the_link(settings, smtp, tmp_
     from newsletter import create_app
     from worker import context, queues
 
-    base = "https://newsletter.stellenportal-beispiel-karriere.de"
     own = make_settings(
-        database_url=settings.database_url, smtp_port=smtp.port, instance_path=str(tmp_path / "long"), base_url=base,
+        database_url=settings.database_url, smtp_port=smtp.port, instance_path=str(tmp_path / "own"), **overrides,
     )
     app, ctx = create_app(own), context.configure(own)
     try:
@@ -165,15 +163,35 @@ def test_list_headers_go_out_verbatim_however_long_the_link(settings, smtp, tmp_
         assert signup(client, EMAIL).status_code == 200
         work()
         [confirmation] = smtp.to(EMAIL)
-        confirm = re.search(re.escape(base) + r"(/confirm/[^\s<>\"]+)", confirmation.part("plain")).group(1)
+        confirm = re.search(re.escape(own.base_url) + r"(/confirm/[^\s<>\"]+)", confirmation.part("plain")).group(1)
         assert client.post(confirm).status_code == 200
         work()
     finally:
         app.extensions["newsletter_db"].dispose()
         ctx.database.dispose()
-    welcome = smtp.to(EMAIL)[1]
-    head = welcome.data.split(b"\r\n\r\n", 1)[0]
-    pattern = rb"\r\nList-Unsubscribe: <" + re.escape(base.encode()) + rb"/unsubscribe/[A-Za-z0-9_.-]+>\r\n"
-    assert re.search(pattern, head + b"\r\n"), head.decode()
-    assert b"=?" not in head.split(b"List-Unsubscribe:")[1].split(b"\r\n")[0]
-    assert all(len(line) <= 998 for line in head.split(b"\r\n"))
+    return smtp.to(EMAIL)[1]
+
+
+def _raw_header(mail, name: str) -> bytes:  # type: ignore[no-untyped-def]
+    head = mail.data.split(b"\r\n\r\n", 1)[0].replace(b"\r\n ", b" ")  # unfolded
+    [value] = [line.split(b": ", 1)[1] for line in head.split(b"\r\n") if line.lower().startswith(name.lower().encode() + b":")]
+    return value
+
+
+def test_list_headers_go_out_verbatim_however_long_the_link(settings, smtp, tmp_path):
+    """Mailbox providers read List-Unsubscribe raw (RFC 8058): a URL longer than a folded
+    line must not come out as RFC 2047 encoded-words, which no provider decodes there."""
+    import re
+
+    base = "https://newsletter.stellenportal-beispiel-karriere.de"
+    welcome = _welcome_with(settings, smtp, tmp_path, base_url=base)
+    raw = _raw_header(welcome, "List-Unsubscribe")
+    assert re.fullmatch(rb"<" + re.escape(base.encode()) + rb"/unsubscribe/[A-Za-z0-9_.-]+>", raw), raw
+    assert all(len(line) <= 998 for line in welcome.data.split(b"\r\n"))
+
+
+def test_a_non_ascii_list_name_is_encoded_and_the_list_id_stays_raw(settings, smtp, tmp_path):
+    welcome = _welcome_with(settings, smtp, tmp_path, list_name="Stellenbörse Süd")
+    raw = _raw_header(welcome, "List-Id")
+    assert raw.isascii() and raw.endswith(b" <jobs-newsletter.jobs.example.org>") and raw.startswith(b"=?utf-8?")
+    assert welcome.message["List-Id"] == "Stellenbörse Süd <jobs-newsletter.jobs.example.org>"
