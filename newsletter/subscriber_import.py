@@ -58,16 +58,23 @@ def _parse_ip(value: str) -> str | None:
 def import_csv(session: Session, text: str, source: str = "import") -> ImportReport:
     """Import the CSV `text`; the caller commits and then queues report.outbox_ids."""
     report = ImportReport()
-    reader = csv.DictReader(io.StringIO(text))
-    columns = [c.strip() for c in (reader.fieldnames or [])]
+    reader = csv.reader(io.StringIO(text))
+    columns = [c.strip() for c in next(reader, [])]
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
         report.rejected.append(f"line 1: missing column(s) {', '.join(missing)}")
         return report
     seen: set[str] = set()
-    for row in reader:
-        line = reader.line_num
-        row = {(k or "").strip(): (v or "") for k, v in row.items() if k is not None}
+    while True:
+        # The line a record starts on: a quoted value may run over several lines, and
+        # line_num afterwards is the record's last line.
+        line = reader.line_num + 1
+        values = next(reader, None)
+        if values is None:
+            break
+        if not values:  # a blank line, skipped as csv.DictReader does
+            continue
+        row = dict(zip(columns, values))  # extra values are ignored, missing ones are empty
         try:
             email = clean_email(row.get("email"))
             hashed = email_hash(email)
@@ -81,8 +88,12 @@ def import_csv(session: Session, text: str, source: str = "import") -> ImportRep
             confirmed_at = _parse_time(confirmed_raw) if confirmed_raw else None
             ip = _parse_ip(row.get("consent_ip", ""))
             wording = clean_text("consent_text", row.get("consent_text"), 2000)
-            if confirmed_at is not None and not wording:
-                raise InvalidInput("consent_text", "consent_text: required with confirmed_at (the proof of consent)")
+            if confirmed_at is not None:
+                # The consent record is time, IP and wording together (README); a row
+                # without all three cannot prove an opt-in, so it is not taken as one.
+                absent = [name for name, value in (("consent_ip", ip), ("consent_text", wording)) if not value]
+                if absent:
+                    raise InvalidInput(absent[0], f"{', '.join(absent)}: required with confirmed_at (the proof of consent)")
         except InvalidInput as exc:
             report.rejected.append(f"line {line}: {exc}")
             continue
