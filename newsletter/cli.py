@@ -404,9 +404,11 @@ def demo_command(port: int) -> None:
 
 def run(validated: Settings, args: list[str]) -> None:
     """Run the command group on validated settings (newsletter.console.main calls this)."""
+    from .console import run_group
+
     global _SETTINGS
     _SETTINGS = validated
-    cli.main(args=args, prog_name="newsletter")
+    run_group(cli, args)
 
 
 def main() -> None:

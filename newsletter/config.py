@@ -7,6 +7,7 @@ wsgi.py print that line and stop.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
@@ -28,6 +29,13 @@ class ConfigError(ValueError):
 PREFIX = "NEWSLETTER_"
 ENVIRONMENTS = ("development", "production", "test")
 SECURITY_MODES = ("none", "starttls", "tls")
+# Numbers beyond this are typing mistakes, and larger seconds or days overflow a timedelta.
+NUMBER_MAX = 10**9
+# Characters a header value cannot carry (mail.safe_header refuses them at send time).
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+# RFC 2919: a List-Id is a dot-atom with at least one dot ("label.namespace").
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LIST_ID = re.compile(rf"{_ATOM}(?:\.{_ATOM})+")
 
 
 @dataclass(frozen=True)
@@ -144,13 +152,13 @@ def _parse_int(name: str, raw: str, low: int, high: int) -> int:
     return value
 
 
-def _parse_float(name: str, raw: str, low: float) -> float:
+def _parse_float(name: str, raw: str, low: float, high: float = NUMBER_MAX) -> float:
     try:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name}: expected a number, got {raw!r}") from None
-    if value < low or value != value:
-        raise ConfigError(f"{name}: must be at least {low}, got {raw}")
+    if not low <= value <= high:  # also refuses nan and inf, which no setting can use
+        raise ConfigError(f"{name}: must be between {low:g} and {high:g}, got {raw}")
     return value
 
 
@@ -172,6 +180,54 @@ def _check_mailbox(name: str, value: str) -> None:
         Address(display, local, domain)
     except (ValueError, IndexError) as exc:
         raise ConfigError(f"{name}: {exc}") from None
+
+
+def _check_port(name: str, port: int | None) -> None:
+    if port is not None and not 1 <= port <= 65535:
+        raise ConfigError(f"{name}: the port must be between 1 and 65535, got {port}")
+
+
+def _check_redis_url(url: str) -> None:
+    """What redis-py would refuse only at the first connection, as a ValueError from deep
+    inside a command (a port that is no number)."""
+    from redis.connection import parse_url
+
+    name = "NEWSLETTER_REDIS_URL"
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"{name}: expected a redis:// URL, got {url!r}")
+    try:
+        port = urlsplit(url).port
+        parse_url(url)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+    _check_port(name, port)
+
+
+def _check_database_url(url: str) -> None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    name = "NEWSLETTER_DATABASE_URL"
+    if not url.startswith(("sqlite", "postgresql")):
+        raise ConfigError(f"{name}: expected a sqlite:// or postgresql:// URL, got {url!r}")
+    try:
+        port = make_url(url).port
+    except ArgumentError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+    except ValueError:  # SQLAlchemy's int() of the port
+        raise ConfigError(f"{name}: the port must be a number between 1 and 65535") from None
+    _check_port(name, port)
+
+
+def _check_list_id(list_name: str, list_id: str) -> None:
+    # Both go into the List-Id header of every mail to a subscriber: a bad one would make
+    # every such mail fail at send time instead of the service at start.
+    if _CONTROL_CHARS.search(list_name):
+        raise ConfigError(f"NEWSLETTER_LIST_NAME: control characters cannot go into a mail header, got {list_name!r}")
+    if list_id and not _LIST_ID.fullmatch(list_id):
+        raise ConfigError(
+            f"NEWSLETTER_LIST_ID: expected a dotted id like 'jobs.example.org' (RFC 2919), got {list_id!r}"
+        )
 
 
 def _check_rate_limit(name: str, value: str) -> None:
@@ -207,7 +263,7 @@ def load_settings(
         if isinstance(current, bool):
             values[f.name] = _parse_bool(var, raw)
         elif isinstance(current, int):
-            values[f.name] = _parse_int(var, raw, 0, 10**9)
+            values[f.name] = _parse_int(var, raw, 0, NUMBER_MAX)
         elif isinstance(current, float):
             values[f.name] = _parse_float(var, raw, 0.0)
         elif isinstance(current, tuple):
@@ -224,14 +280,16 @@ def validate(settings: Settings) -> Settings:
     s = settings
     if s.env not in ENVIRONMENTS:
         raise ConfigError(f"NEWSLETTER_ENV: expected one of {', '.join(ENVIRONMENTS)}, got {s.env!r}")
-    if not s.database_url.startswith(("sqlite", "postgresql")):
-        raise ConfigError(
-            f"NEWSLETTER_DATABASE_URL: expected a sqlite:// or postgresql:// URL, got {s.database_url!r}"
-        )
-    if not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(f"NEWSLETTER_REDIS_URL: expected a redis:// URL, got {s.redis_url!r}")
+    _check_database_url(s.database_url)
+    _check_redis_url(s.redis_url)
     if not 1 <= s.smtp_port <= 65535:
         raise ConfigError(f"NEWSLETTER_SMTP_PORT: must be between 1 and 65535, got {s.smtp_port}")
+    # 0 would make every connection fail at once; an hour-long silence is a dead relay (and
+    # a send job that waits that long has long lost its lease to another worker).
+    if not 0 < s.smtp_timeout_seconds <= 3600:
+        raise ConfigError(
+            f"NEWSLETTER_SMTP_TIMEOUT_SECONDS: must be more than 0 and at most 3600, got {s.smtp_timeout_seconds:g}"
+        )
     if s.smtp_security not in SECURITY_MODES:
         raise ConfigError(
             f"NEWSLETTER_SMTP_SECURITY: expected one of {', '.join(SECURITY_MODES)}, got {s.smtp_security!r}"
@@ -246,6 +304,7 @@ def validate(settings: Settings) -> Settings:
     _check_mailbox("NEWSLETTER_MAIL_FROM", s.mail_from)
     if s.bounce_address:
         _check_mailbox("NEWSLETTER_BOUNCE_ADDRESS", s.bounce_address)
+    _check_list_id(s.list_name, s.list_id)
     try:
         ZoneInfo(s.timezone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -262,13 +321,24 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError("NEWSLETTER_DIGEST_INTERVAL_DAYS: must be at least 1")
     if s.send_lease_seconds < 5:
         raise ConfigError("NEWSLETTER_SEND_LEASE_SECONDS: must be at least 5")
+    # 0 would retry a temporary failure at once, over and over, instead of backing off.
+    if s.retry_base_seconds <= 0:
+        raise ConfigError("NEWSLETTER_RETRY_BASE_SECONDS: must be more than 0")
+    # 0 would take every queued job for lost and queue it again on each reconcile.
+    if s.requeue_after_seconds < 1:
+        raise ConfigError("NEWSLETTER_REQUEUE_AFTER_SECONDS: must be at least 1")
     if s.confirm_max_age_hours <= 0:
         raise ConfigError("NEWSLETTER_CONFIRM_MAX_AGE_HOURS: must be more than 0")
     if s.unconfirmed_retention_days < 1:
         raise ConfigError("NEWSLETTER_UNCONFIRMED_RETENTION_DAYS: must be at least 1")
+    # 0 would delete the proof of consent as soon as a subscription ends.
+    if s.consent_retention_days < 1:
+        raise ConfigError("NEWSLETTER_CONSENT_RETENTION_DAYS: must be at least 1")
     _check_rate_limit("NEWSLETTER_SIGNUP_RATE_LIMIT", s.signup_rate_limit)
-    if s.reconcile_interval_seconds < 1 or s.tick_interval_seconds < 1:
-        raise ConfigError("NEWSLETTER_RECONCILE_INTERVAL_SECONDS: intervals must be at least 1 second")
+    if s.reconcile_interval_seconds < 1:
+        raise ConfigError("NEWSLETTER_RECONCILE_INTERVAL_SECONDS: must be at least 1 second")
+    if s.tick_interval_seconds < 1:
+        raise ConfigError("NEWSLETTER_TICK_INTERVAL_SECONDS: must be at least 1 second")
     if not 1 <= s.send_chunk_size <= 10_000:
         raise ConfigError("NEWSLETTER_SEND_CHUNK_SIZE: must be between 1 and 10000")
     if not 1 <= s.digest_max_listings <= 200:
@@ -287,6 +357,9 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError(f"NEWSLETTER_PRIVACY_URL: expected an absolute http(s) URL, got {s.privacy_url!r}")
     if not s.impressum.strip():
         raise ConfigError("NEWSLETTER_IMPRESSUM: the operator's Impressum is required (DDG §5)")
+    # The demo's inbox listens here and its mail goes here: 0 would be a random port nobody sends to.
+    if not 1 <= s.demo_smtp_port <= 65535:
+        raise ConfigError(f"NEWSLETTER_DEMO_SMTP_PORT: must be between 1 and 65535, got {s.demo_smtp_port}")
 
     if s.is_production:
         if not s.secret_key:
@@ -304,12 +377,21 @@ def validate(settings: Settings) -> Settings:
 
 def _dev_secret_key(instance: Path) -> str:
     """A random key kept in instance/ so that dev links survive restarts."""
-    path = instance / "secret_key"
+    try:
+        return _read_or_make_key(instance / "secret_key")
+    except OSError as exc:
+        raise ConfigError(
+            f"NEWSLETTER_INSTANCE_PATH: cannot keep the development secret key in {str(instance)!r}: "
+            f"{exc.strerror or exc} (or set NEWSLETTER_SECRET_KEY)"
+        ) from None
+
+
+def _read_or_make_key(path: Path) -> str:
     try:
         return path.read_text().strip()
     except FileNotFoundError:
         pass
-    instance.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(48)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
