@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC
 from email import policy
+from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid, parseaddr
@@ -149,8 +150,14 @@ def build_message(
 
 def list_id_header(settings: Settings) -> str:
     """List-Id (RFC 2919): the list's name as a phrase, RFC 2047 encoded when it is not
-    ASCII ("Stellenbörse"), and the id itself always raw between angle brackets."""
-    return formataddr((safe_header(settings.list_name), settings.effective_list_id), charset="utf-8")
+    ASCII ("Stellenbörse"), and the id itself always raw between angle brackets. One line:
+    a long name becomes several encoded-words of at most 75 characters each (RFC 2047 2),
+    separated by spaces, which decoders drop between encoded-words."""
+    name = safe_header(settings.list_name)
+    if name.isascii():
+        return formataddr((name, settings.effective_list_id))
+    words = Header(name, "utf-8", maxlinelen=75).encode(linesep="\n").split()
+    return f"{' '.join(words)} <{settings.effective_list_id}>"
 
 
 def list_headers(settings: Settings, unsubscribe_url: str) -> dict[str, str]:

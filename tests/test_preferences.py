@@ -416,3 +416,23 @@ def test_an_incomplete_or_unreadable_settings_form_answers_400_and_changes_nothi
     sub = find_subscriber(database, EMAIL)
     assert (sub.keywords, sub.location, sub.language) == ("Python", "Berlin", "de")
     assert _events(database, "preferences_changed") == []
+
+
+def test_a_settings_form_with_a_part_not_in_utf8_answers_400_and_changes_nothing(client, database, prefs_path):
+    body = b"".join(
+        b"--XX\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n%s\r\n" % (name, value)
+        for name, value in ((b"keywords", b"M\xfcnchen"), (b"location", b"Berlin"), (b"language", b"de"))
+    ) + b"--XX--\r\n"
+    answer = client.post(prefs_path, data=body, content_type="multipart/form-data; boundary=XX")
+    assert answer.status_code == 400
+    assert find_subscriber(database, EMAIL).keywords == "Python"
+    assert _events(database, "preferences_changed") == []
+
+
+def test_the_manage_form_not_in_utf8_answers_400_and_mails_nothing(client, smtp, drain, welcome):
+    body = b"--XX\r\nContent-Disposition: form-data; name=\"email\"\r\n\r\nann\xe4@example.org\r\n--XX--\r\n"
+    answer = client.post("/manage", data=body, content_type="multipart/form-data; boundary=XX")
+    assert answer.status_code == 400
+    assert "Das Formular konnte nicht gelesen werden" in answer.get_data(as_text=True)
+    drain()
+    assert len(smtp.to(EMAIL)) == 2  # confirmation and welcome, nothing more

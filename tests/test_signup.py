@@ -603,11 +603,12 @@ def test_the_english_page_records_the_english_wording_for_a_german_newsletter(cl
     assert event.consent_text == CONSENT_EN
 
 
-@pytest.mark.parametrize("version", ["1999-01-01", "latest", "2026-11-01 "])
+@pytest.mark.parametrize("version", ["1999-01-01", "latest", "2026-11-01 ", False, 0, [], {}])
 def test_a_consent_version_never_published_answers_400_and_stores_nothing(client, smtp, drain, database, version):
-    answer = client.post("/subscribe", data={"email": "anna@example.org", "consent_version": version})
-    assert answer.status_code == 400
-    assert "Das Formular konnte nicht gelesen werden" in answer.get_data(as_text=True)
+    if isinstance(version, str):
+        answer = client.post("/subscribe", data={"email": "anna@example.org", "consent_version": version})
+        assert answer.status_code == 400
+        assert "Das Formular konnte nicht gelesen werden" in answer.get_data(as_text=True)
     json_answer = client.post("/subscribe", json={"email": "anna@example.org", "consent_version": version},
                               headers=JSON_ACCEPT)
     assert json_answer.status_code == 400 and json_answer.get_json()["field"] == "body"
@@ -634,6 +635,26 @@ def test_a_form_not_in_utf8_answers_400_naming_the_form_not_the_address(client, 
     assert "gültige E-Mail-Adresse" not in html
     drain()
     assert _subscribers(database) == 0 and smtp.messages == []
+
+
+def test_a_multipart_form_not_in_utf8_answers_400_and_stores_nothing(client, smtp, drain, database):
+    body = (
+        b"--XX\r\nContent-Disposition: form-data; name=\"email\"\r\n\r\nmp@example.org\r\n"
+        b"--XX\r\nContent-Disposition: form-data; name=\"keywords\"\r\n\r\nM\xfcnchen\r\n--XX--\r\n"
+    )
+    answer = client.post("/subscribe", data=body, content_type="multipart/form-data; boundary=XX")
+    assert answer.status_code == 400
+    assert "Das Formular konnte nicht gelesen werden" in answer.get_data(as_text=True)
+    drain()
+    assert _subscribers(database) == 0 and smtp.messages == []
+
+
+def test_the_consent_record_names_our_form_by_the_base_url_not_the_host_header(client, database):
+    """Without a form_url or Referer the record names our own form, at NEWSLETTER_BASE_URL:
+    the Host header is the client's to choose."""
+    client.post("/subscribe", data={"email": "anna@example.org"}, headers={"Host": "attacker.example"})
+    [event] = all_rows(database, ConsentEvent, event="signup")
+    assert event.form_url == BASE + "/subscribe"
 
 
 # -- an erased address --------------------------------------------------------------------------

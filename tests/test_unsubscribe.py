@@ -132,8 +132,8 @@ def test_the_record_names_our_page_not_the_mail_clients_referer(provider, databa
     )
     assert answer.status_code == 200
     [event] = _events(database, "unsubscribed")
-    # Named without the token: the log holds no working link.
-    assert event.form_url == "http://localhost/unsubscribe/<token>"
+    # Named without the token (the log holds no working link), under NEWSLETTER_BASE_URL.
+    assert event.form_url == "http://newsletter.test/unsubscribe/<token>"
 
 
 # -- GET and HEAD: prefetching changes nothing ----------------------------------------------------------

@@ -28,11 +28,10 @@ def _origin(data: Any = None, channel: str = "web") -> subscriptions.Origin:
     is the one that posted it (its `form_url` field, else the Referer). Any other action
     happens on our own page, named without its token: a Referer there is only the mail
     client or the page before, not where the person acted."""
-    if data is not None:
-        form_url = _posted_form_url(data) or request.referrer or request.base_url
-    else:
-        rule = request.url_rule.rule if request.url_rule is not None else request.path
-        form_url = request.host_url.rstrip("/") + rule
+    # Our own address from NEWSLETTER_BASE_URL: the Host header is the client's to choose.
+    rule = request.url_rule.rule if request.url_rule is not None else request.path
+    ours = settings().url(rule)
+    form_url = (_posted_form_url(data) or request.referrer or ours) if data is not None else ours
     return subscriptions.Origin(
         ip=request.remote_addr,
         user_agent=request.user_agent.string or None,
@@ -54,7 +53,9 @@ def _consent_shown(data: dict[str, Any], prefs: Any) -> tuple[str, str]:
     showed (hidden fields of our form), else the current version in the newsletter's
     language (a form embedded elsewhere). A version we never published is refused: we could
     not say what was agreed to."""
-    version = data.get("consent_version") or consent.CURRENT_VERSION
+    version = data.get("consent_version")
+    if version is None or version == "":
+        version = consent.CURRENT_VERSION
     if not isinstance(version, str) or version not in consent.CONSENT_TEXTS:
         raise InvalidInput("body", "consent_version: not a published version of the consent text")
     language = data.get("consent_language")
@@ -80,7 +81,10 @@ def _form() -> dict[str, Any]:
     """The posted form. Werkzeug gives an empty form for a body it cannot decode (not
     UTF-8); that must not read as a form with every field left empty."""
     form = request.form.to_dict(flat=True)
-    if not form and (request.content_length or request.headers.get("Transfer-Encoding")):
+    unreadable = not form and (request.content_length or request.headers.get("Transfer-Encoding"))
+    # A multipart part that is not UTF-8 comes back with U+FFFD in place of its bytes:
+    # stored, it would turn "München" into "M�nchen" for good.
+    if unreadable or any("\ufffd" in value for value in form.values()):
         raise InvalidInput("body", "body: the form could not be read (send it urlencoded or multipart, in UTF-8)")
     return form
 
@@ -368,11 +372,11 @@ def manage_form() -> Response:
 @limiter.limit(signup_limit, methods=["POST"])
 def manage() -> Response:
     try:
-        email = clean_email(request.form.get("email"))
+        email = clean_email(_form().get("email"))
     except InvalidInput as exc:
         return _page(
-            "manage.html", 400, values={"email": request.form.get("email", "")[:300]},
-            errors={"email": str(exc)},
+            "manage.html", 400, values={"email": _echo(request.form.get("email"))},
+            errors={exc.field: str(exc)},
         )
     session = get_session()
     ids = subscriptions.request_manage_link(session, email, _origin())
