@@ -622,6 +622,32 @@ def test_an_embedded_form_without_the_hidden_fields_records_the_current_wording(
     assert (event.consent_version, event.consent_text) == (consent.CURRENT_VERSION, CONSENT_EN)
 
 
+# -- the page's language stays the page's --------------------------------------------------------
+
+def test_an_english_page_leads_to_english_pages_for_a_german_browser(client):
+    german_browser = {"Accept-Language": "de-DE,de;q=0.9"}
+    page = client.get("/subscribe?lang=en", headers=german_browser).get_data(as_text=True)
+    assert 'action="/subscribe?lang=en"' in page
+    manage = re.search(r'href="(/manage[^"]*)"', page).group(1)
+    assert manage == "/manage?lang=en"
+    assert "Manage my subscription" in client.get(manage, headers=german_browser).get_data(as_text=True)
+    done = client.post("/subscribe?lang=en", data={"email": "anna@example.org"}, headers=german_browser)
+    assert "Almost done: please check your inbox" in done.get_data(as_text=True)
+    assert 'href="/subscribe?lang=en"' in done.get_data(as_text=True)
+
+
+def test_pages_in_the_browsers_language_keep_their_links_plain(client):
+    page = client.get("/subscribe", headers={"Accept-Language": "de"}).get_data(as_text=True)
+    assert 'action="/subscribe"' in page and 'href="/manage"' in page
+
+
+def test_the_answer_is_in_the_language_of_the_page_not_of_the_newsletter(client):
+    """A German page, an English newsletter chosen in it: the answer stays German."""
+    hidden = _form_fields(client.get("/subscribe").get_data(as_text=True))
+    answer = client.post("/subscribe", data={**hidden, "email": "anna@example.org", "language": "en"})
+    assert "Fast geschafft" in answer.get_data(as_text=True)
+
+
 # -- a body that cannot be read ----------------------------------------------------------------
 
 def test_a_form_not_in_utf8_answers_400_naming_the_form_not_the_address(client, smtp, drain, database):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Flask, g, request
+from flask import Flask, g, has_request_context, request
 from flask_babel import Babel, get_locale
 from werkzeug.exceptions import HTTPException
 
@@ -14,16 +14,18 @@ TRANSLATIONS = Path(__file__).resolve().parent.parent / "translations"
 
 
 def _form_language() -> str | None:
-    """The form's `language` field. A body the form parser refuses (413, malformed) means
+    """The language of the page the form was on (our signup form posts it), else the
+    newsletter language chosen in it. A body the form parser refuses (413, malformed) means
     no choice: the error page for that very body must still render, not fail again."""
     try:
-        return request.form.get("language")
+        return request.form.get("consent_language") or request.form.get("language")
     except HTTPException:
         return None
 
 
 def select_locale() -> str:
-    """?lang= wins, then a language the view chose (a subscriber's), then the browser's."""
+    """?lang= wins, then the posted form's language, then a language the view chose (a
+    subscriber's), then the browser's."""
     asked = request.args.get("lang") or _form_language() if request else None
     if asked in LANGUAGES:
         return str(asked)
@@ -33,8 +35,19 @@ def select_locale() -> str:
     return request.accept_languages.best_match(LANGUAGES, default="de") or "de"
 
 
+def keep_page_language(endpoint: str, values: dict[str, object]) -> None:
+    """Links and forms of a page lead to pages in its language: where that is not the one
+    the browser asks for (an English page for a German browser), they carry ?lang=."""
+    if not has_request_context() or not endpoint.startswith("public.") or "lang" in values:
+        return
+    page = str(get_locale())
+    if page != request.accept_languages.best_match(LANGUAGES, default="de"):
+        values["lang"] = page
+
+
 def init_app(app: Flask) -> None:
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(TRANSLATIONS)
     app.config["BABEL_DEFAULT_LOCALE"] = "de"
     Babel(app, locale_selector=select_locale)
     app.jinja_env.globals["get_locale"] = get_locale
+    app.url_defaults(keep_page_language)

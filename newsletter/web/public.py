@@ -176,10 +176,11 @@ def _signup_answer() -> Response:
     from flask_babel import get_locale
 
     cache: dict[str, str] = current_app.extensions.setdefault("newsletter_signup_answer", {})
-    language = str(get_locale() or "de")
-    body = cache.get(language)
+    # Its links carry ?lang= when the page's language is not the browser's (i18n).
+    key = f"{get_locale() or 'de'}:{request.accept_languages.best_match(consent.LANGUAGES, default='de')}"
+    body = cache.get(key)
     if body is None:
-        body = cache[language] = render_template("subscribe_done.html")
+        body = cache[key] = render_template("subscribe_done.html")
     return Response(body, mimetype="text/html")
 
 
