@@ -306,3 +306,15 @@ def test_deeply_nested_json_to_the_api_answers_400(client, database):
                          content_type="application/json", headers={"Authorization": f"Bearer {secret}"})
     assert answer.status_code == 400
     assert answer.get_json()["field"] == "body"
+
+
+def test_json_errors_speak_english_whatever_the_page_language(client):
+    """A program reads them; before, a 413 came in German and a 400 in English."""
+    german = {"Accept": "application/json", "Accept-Language": "de"}
+    too_large = client.post("/subscribe", json={"email": "a@example.org", "keywords": "x" * 70_000}, headers=german)
+    bad = client.post("/subscribe", json={"email": "nope"}, headers=german)
+    assert too_large.status_code == 413 and too_large.get_json()["error"] == "The request is too large."
+    assert bad.status_code == 400 and bad.get_json()["error"].startswith("email:")
+    page = client.post("/subscribe", data={"email": "a@example.org", "keywords": "x" * 70_000},
+                       headers={"Accept-Language": "de"})
+    assert page.status_code == 413 and "zu groß" in page.get_data(as_text=True)

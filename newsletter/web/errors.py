@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError
@@ -34,15 +35,19 @@ def error_response(status: int, message: str, field: str | None = None) -> Respo
 def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
+        from flask_babel import force_locale
         from flask_babel import gettext as _
 
-        messages = {
-            400: _("The request could not be understood."),
-            404: _("This page does not exist."),
-            405: _("This address does not accept that kind of request."),
-            413: _("The request is too large."),
-            429: _("Too many requests from your network. Please wait a little and try again."),
-        }
+        # JSON errors are for programs and speak English, as the field errors do; pages
+        # speak the reader's language.
+        with force_locale("en") if wants_json() else nullcontext():
+            messages = {
+                400: _("The request could not be understood."),
+                404: _("This page does not exist."),
+                405: _("This address does not accept that kind of request."),
+                413: _("The request is too large."),
+                429: _("Too many requests from your network. Please wait a little and try again."),
+            }
         response = error_response(exc.code or 500, messages.get(exc.code or 500, exc.description or ""))
         if exc.code == 405 and exc.get_response().headers.get("Allow"):
             response.headers["Allow"] = exc.get_response().headers["Allow"]
@@ -50,6 +55,9 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(InternalServerError)
     def _internal(exc: InternalServerError) -> Response:
+        from flask_babel import force_locale
         from flask_babel import gettext as _
 
-        return error_response(500, _("Something went wrong on our side. Please try again later."))
+        with force_locale("en") if wants_json() else nullcontext():
+            message = _("Something went wrong on our side. Please try again later.")
+        return error_response(500, message)
