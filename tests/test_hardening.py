@@ -246,7 +246,7 @@ def test_chunked_body_over_the_limit_answers_413_like_with_content_length(
     assert chunked == declared
     text = chunked[2].decode()
     if "Accept" in headers:
-        assert json.loads(text) == {"error": "Die Anfrage ist zu groß."}
+        assert json.loads(text) == {"error": "The request is too large."}  # JSON speaks English
     else:
         assert chunked[1].startswith("text/html") and "Die Anfrage ist zu groß." in text
     assert status_counts(database).get("pending", 0) == 0

@@ -416,7 +416,7 @@ def test_form_body_over_64_kb_answers_a_readable_413_page(client, database):
 def test_json_body_over_64_kb_answers_a_413_json_error(client, database):
     answer = client.post("/subscribe", data=b'{"email": "' + b"x" * 70_000 + b'"}', content_type="application/json")
     assert answer.status_code == 413
-    assert answer.get_json() == {"error": "Die Anfrage ist zu groß."}
+    assert answer.get_json() == {"error": "The request is too large."}  # JSON errors speak English
     assert _subscribers(database) == 0
 
 
