@@ -124,6 +124,30 @@ def test_redis_flushed_mid_send_the_reconciler_finishes_the_edition(settings, da
     assert len(counts) == READERS and max(counts.values()) == 1
 
 
+def test_a_worker_killed_between_taking_a_chunk_and_starting_it_loses_nobody(settings, database, smtp, edition, redis_conn):
+    """RQ takes a job off its queue with BLPOP and marks it started a moment later; a worker
+    killed in between leaves the job's hash saying "queued" while no queue holds it."""
+    from rq import SimpleWorker
+
+    from worker import context, jobs, queues
+
+    own = replace(settings, send_chunk_size=20)
+    queue(own, edition)
+    # What the killed worker's BLPOP did: the first chunk's job is off the queue, unstarted.
+    taken = redis_conn.lpop(f"rq:queue:{queues.DIGEST}")
+    assert taken == queues.chunk_job_id(edition, 1).encode()
+    ctx = context.configure(own)
+    try:
+        jobs.reconcile()
+        SimpleWorker(list(queues.ALL), connection=ctx.redis).work(burst=True, with_scheduler=False)
+    finally:
+        ctx.database.dispose()
+    counts = received(smtp)
+    assert len(counts) == READERS and max(counts.values()) == 1
+    with database.session_scope() as session:
+        assert session.get(Edition, edition).state == "done"
+
+
 def test_relay_answering_451_for_a_while_then_everything_arrives_once(settings, database, smtp, edition):
     own = replace(settings, retry_base_seconds=0.5, send_chunk_size=40)
     until = time.monotonic() + 3

@@ -57,14 +57,21 @@ def enqueue_chunk(
 def chunk_job_alive(redis: Redis, edition_id: int, lo: int, lease_seconds: float = 300) -> bool:
     """Whether the chunk's job is still waiting, or started less than a lease ago. A job
     whose worker was killed stays "started" in Redis until RQ notices, many minutes later
-    (PITFALLS); by then its rows are the reconciler's to hand on."""
+    (PITFALLS); by then its rows are the reconciler's to hand on. A worker killed between
+    taking the job off the queue (BLPOP) and marking it started leaves it "queued" on no
+    queue at all, so "queued" counts only while the queue holds it."""
     from datetime import UTC, datetime
 
     from rq.exceptions import NoSuchJobError
     from rq.job import Job, JobStatus
 
+    job_id = chunk_job_id(edition_id, lo)
     try:
-        job = Job.fetch(chunk_job_id(edition_id, lo), connection=redis)
+        job = Job.fetch(job_id, connection=redis)
+        if job.get_status(refresh=False) == JobStatus.QUEUED:
+            if redis.lpos(Queue(DIGEST, connection=redis).key, job_id) is not None:
+                return True
+            job = Job.fetch(job_id, connection=redis)  # a worker may have taken it since
     except NoSuchJobError:
         return False
     status = job.get_status(refresh=False)
@@ -75,4 +82,4 @@ def chunk_job_alive(redis: Redis, edition_id: int, lo: int, lease_seconds: float
         if started.tzinfo is None:
             started = started.replace(tzinfo=UTC)
         return (datetime.now(UTC) - started).total_seconds() < lease_seconds
-    return status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
+    return status in (JobStatus.SCHEDULED, JobStatus.DEFERRED)
