@@ -171,15 +171,40 @@ def _parse_bool(name: str, raw: str) -> bool:
     raise ConfigError(f"{name}: expected true or false, got {raw!r}")
 
 
-def _check_mailbox(name: str, value: str) -> None:
+def _ascii_mailbox(name: str, value: str) -> str:
+    """The mailbox with its domain in ASCII (an IDN as its xn-- A-label): the envelope,
+    Message-ID, VERP and List-Id all take the domain from here, and none of them may carry
+    anything else. A local part that is not ASCII would need SMTPUTF8 at every relay on the
+    way to every reader, so it is refused."""
+    from email_validator import EmailNotValidError, validate_email
+
     display, addr = parseaddr(value)
     if "\r" in value or "\n" in value or "@" not in addr:
         raise ConfigError(f"{name}: expected an address like 'Jobs <news@example.org>', got {value!r}")
+    local, _, domain = addr.rpartition("@")
     try:
-        local, _, domain = addr.rpartition("@")
         Address(display, local, domain)
-    except (ValueError, IndexError) as exc:
+        if not local.isascii():
+            raise ValueError(f"the part before the @ must be ASCII, got {local!r}")
+        ascii_domain = validate_email(
+            addr, check_deliverability=False, globally_deliverable=False, allow_smtputf8=False
+        ).ascii_domain
+    except (ValueError, IndexError, EmailNotValidError) as exc:
         raise ConfigError(f"{name}: {exc}") from None
+    if ascii_domain == domain:
+        return value
+    head, _, tail = value.rpartition("@" + domain)
+    return f"{head}@{ascii_domain}{tail}"
+
+
+def _ascii_domain(name: str, domain: str) -> str:
+    """An IDN as its A-label: DKIM's d= is looked up in DNS as written (RFC 6376 3.5)."""
+    import idna
+
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise ConfigError(f"{name}: not a domain name ({exc}), got {domain!r}") from None
 
 
 def _check_port(name: str, port: int | None) -> None:
@@ -301,9 +326,9 @@ def validate(settings: Settings) -> Settings:
     base = urlsplit(s.base_url)
     if base.scheme not in ("http", "https") or not base.netloc or base.query or base.fragment:
         raise ConfigError(f"NEWSLETTER_BASE_URL: expected an absolute http(s) URL, got {s.base_url!r}")
-    _check_mailbox("NEWSLETTER_MAIL_FROM", s.mail_from)
+    s = replace(s, mail_from=_ascii_mailbox("NEWSLETTER_MAIL_FROM", s.mail_from))
     if s.bounce_address:
-        _check_mailbox("NEWSLETTER_BOUNCE_ADDRESS", s.bounce_address)
+        s = replace(s, bounce_address=_ascii_mailbox("NEWSLETTER_BOUNCE_ADDRESS", s.bounce_address))
     _check_list_id(s.list_name, s.list_id)
     try:
         ZoneInfo(s.timezone)
@@ -350,6 +375,8 @@ def validate(settings: Settings) -> Settings:
     dkim = (s.dkim_selector, s.dkim_domain, s.dkim_key_file)
     if any(dkim) and not all(dkim):
         raise ConfigError("NEWSLETTER_DKIM_KEY_FILE: DKIM signing needs NEWSLETTER_DKIM_SELECTOR, _DOMAIN and _KEY_FILE together")
+    if s.dkim_domain and not s.dkim_domain.isascii():
+        s = replace(s, dkim_domain=_ascii_domain("NEWSLETTER_DKIM_DOMAIN", s.dkim_domain))
     if s.dkim_key_file and not Path(s.dkim_key_file).is_file():
         raise ConfigError(f"NEWSLETTER_DKIM_KEY_FILE: no such file {s.dkim_key_file!r}")
     privacy = urlsplit(s.privacy_url)

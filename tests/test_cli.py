@@ -40,6 +40,9 @@ def stats(settings) -> dict[str, int]:
         ("NEWSLETTER_SIGNUP_RATE_LIMIT", "lots", "NEWSLETTER_SIGNUP_RATE_LIMIT"),
         ("NEWSLETTER_DIGEST_FIRST", "next tuesday", "NEWSLETTER_DIGEST_FIRST"),
         ("NEWSLETTER_MAIL_FROM", "no address", "NEWSLETTER_MAIL_FROM"),
+        ("NEWSLETTER_MAIL_FROM", "Jobs <nachrichtenbüro@jobs.example.org>", "must be ASCII"),
+        ("NEWSLETTER_MAIL_FROM", "Jobs <news@jobs..example.org>", "NEWSLETTER_MAIL_FROM"),
+        ("NEWSLETTER_BOUNCE_ADDRESS", "bounces@xn--.example.org", "NEWSLETTER_BOUNCE_ADDRESS"),
     ],
 )
 def test_a_bad_setting_stops_with_one_line_naming_it(settings, variable, value, fragment):

@@ -223,6 +223,23 @@ def test_good_list_headers_and_timeouts_still_start(sqlite_settings, tmp_path):
     assert result.returncode == 0, result.stderr
 
 
+def test_idn_sender_bounce_and_dkim_domains_are_kept_as_a_labels(tmp_path):
+    from newsletter.config import ConfigError, load_settings
+
+    key = tmp_path / "dkim.pem"
+    key.write_text("not read at start")
+    env = {"NEWSLETTER_MAIL_FROM": "Jobbörse Süd <newsletter@jobbörse.de>",
+           "NEWSLETTER_BOUNCE_ADDRESS": "bounces@Jobbörse.de",
+           "NEWSLETTER_DKIM_SELECTOR": "s1", "NEWSLETTER_DKIM_DOMAIN": "jobbörse.de",
+           "NEWSLETTER_DKIM_KEY_FILE": str(key), "NEWSLETTER_INSTANCE_PATH": str(tmp_path)}
+    s = load_settings(env, dotenv_path=None)
+    assert s.mail_from == "Jobbörse Süd <newsletter@xn--jobbrse-d1a.de>"
+    assert (s.mail_domain, s.bounce_address, s.dkim_domain) == (
+        "xn--jobbrse-d1a.de", "bounces@xn--jobbrse-d1a.de", "xn--jobbrse-d1a.de")
+    with pytest.raises(ConfigError, match="^NEWSLETTER_DKIM_DOMAIN: "):
+        load_settings(env | {"NEWSLETTER_DKIM_DOMAIN": "jobbörse..de"}, dotenv_path=None)
+
+
 # -- 6. usage errors ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, fragment", [

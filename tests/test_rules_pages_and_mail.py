@@ -186,3 +186,16 @@ def test_a_non_ascii_sender_name_is_encoded_and_reads_back(settings, smtp, tmp_p
         assert raw_from.isascii() and b"=?utf-8?" in raw_from.lower()
         parsed = message_from_bytes(mail.data, policy=policy.default)
         assert parsed["From"].addresses[0].display_name == name
+
+
+def test_a_sender_domain_that_is_not_ascii_goes_out_as_its_a_label(settings, smtp, tmp_path):
+    """An IDN in NEWSLETTER_MAIL_FROM: headers and the envelope need its ASCII form
+    (RFC 5890), or every mail fails at the relay or at the first header."""
+    _welcome_with(settings, smtp, tmp_path, mail_from="Jobbörse <newsletter@jobbörse.de>")
+    mails = smtp.to(EMAIL)
+    assert len(mails) == 2  # the confirmation and the welcome mail
+    for mail in mails:
+        assert mail.mail_from.endswith("@xn--jobbrse-d1a.de"), mail.mail_from  # VERP, on our domain
+        assert _raw_header(mail, "From").endswith(b" <newsletter@xn--jobbrse-d1a.de>")
+        assert _raw_header(mail, "Message-ID").endswith(b"@xn--jobbrse-d1a.de>")
+    assert _raw_header(mails[1], "List-Id").endswith(b" <jobs-newsletter.xn--jobbrse-d1a.de>")
