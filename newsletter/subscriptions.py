@@ -140,7 +140,7 @@ def signup(
             "keywords": prefs.keywords, "location": prefs.location, "status": SubscriberStatus.PENDING,
             "created_at": now, "confirmation_sent_at": now if due else last_sent,
         }).scalar_one()
-        conn.execute(_INSERT_EVENT, {**event, "subscriber_public_id": public_id})
+        conn.execute(_INSERT_EVENT, {**event, "subscriber_public_id": public_id, "detail": _mailed(due)})
         return [_insert_outbox(conn, subscriber_id, outbox.CONFIRM, now)] if due else []
     if found.status == SubscriberStatus.CONFIRMED:
         # Already subscribed: a reminder with the preferences link, not a second opt-in,
@@ -156,8 +156,18 @@ def signup(
     if due:
         changes["confirmation_sent_at"] = now
     conn.execute(update(Subscriber).where(Subscriber.id == found.id).values(**changes))
-    conn.execute(_INSERT_EVENT, {**event, "subscriber_public_id": found.public_id})
+    conn.execute(_INSERT_EVENT, {**event, "subscriber_public_id": found.public_id, "detail": _mailed(due)})
     return [_insert_outbox(conn, found.id, outbox.CONFIRM, now)] if due else []
+
+
+# Whether a signup asked for a confirmation mail: the ones that did are the proof of the
+# double opt-in; a repeat within the day mailed nothing, proves nothing and goes with an
+# erasure (with the IP and browser of whoever sent it).
+_MAILED, _NOT_MAILED = {"confirmation_mail": True}, {"confirmation_mail": False}
+
+
+def _mailed(due: bool) -> dict[str, bool]:
+    return _MAILED if due else _NOT_MAILED
 
 
 def _last_confirmation_sent(conn: Connection, hashed: str) -> datetime | None:
@@ -315,6 +325,14 @@ def erase(session: Session, sub: Subscriber, origin: Origin) -> None:
     session.execute(
         delete(ConsentEvent).where(ConsentEvent.email_hash == sub.email_hash, ConsentEvent.event.not_in(PROOF_EVENTS))
     )
+    repeats = [
+        event.id for event in session.scalars(
+            select(ConsentEvent).where(ConsentEvent.email_hash == sub.email_hash, ConsentEvent.event == "signup")
+        )
+        if event.detail == _NOT_MAILED
+    ]
+    if repeats:
+        session.execute(delete(ConsentEvent).where(ConsentEvent.id.in_(repeats)))
     session.execute(delete(OutboxMessage).where(OutboxMessage.subscriber_id == sub.id))
     session.delete(sub)
 

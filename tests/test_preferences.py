@@ -286,6 +286,29 @@ def test_erase_keeps_nothing_but_the_consent_proof(client, smtp, drain, database
     assert "Quedlinburg" not in json.dumps([[e.detail, e.form_url, e.consent_text] for e in kept], ensure_ascii=False)
 
 
+def test_erase_keeps_only_the_signup_that_asked_for_the_confirmation_mail(client, smtp, drain, database):
+    """Submitting a pending address again within the day mails nothing; those requests (with
+    whoever sent them: IP, browser) prove no consent and go with the erasure."""
+    assert signup(client, EMAIL).status_code == 200
+    drain()
+    for n in (1, 2):
+        answer = client.post("/subscribe", data={"email": EMAIL}, headers={"User-Agent": f"Nachzügler {n}"},
+                             environ_base={"REMOTE_ADDR": f"198.51.100.{n}"})
+        assert answer.status_code == 200
+    drain()
+    [confirmation] = smtp.to(EMAIL)
+    page = client.get(only_link(confirmation.part("plain"), "/confirm/"))
+    assert client.post(re.search(r'action="([^"]+)"', page.get_data(as_text=True)).group(1)).status_code == 200
+    drain()
+    assert len(_events(database, "signup")) == 3
+    prefs = only_link(smtp.to(EMAIL)[1].part("plain"), "/preferences/")
+    assert client.post(prefs + "/erase", data={"confirm": "yes"}).status_code == 200
+    kept = _events(database)
+    assert [e.event for e in kept] == ["signup", "confirmation_sent", "confirmed", "erased"]
+    assert kept[0].user_agent == "pytest-browser"
+    assert "198.51.100." not in json.dumps([[e.ip, e.user_agent] for e in kept])
+
+
 def test_after_erase_the_old_links_are_gone(client, smtp, database, prefs_path):
     [confirmation, _welcome] = smtp.to(EMAIL)
     confirm = only_link(confirmation.part("plain"), "/confirm/")
