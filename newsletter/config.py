@@ -16,7 +16,7 @@ from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Mapping
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
@@ -207,6 +207,25 @@ def _ascii_domain(name: str, domain: str) -> str:
         raise ConfigError(f"{name}: not a domain name ({exc}), got {domain!r}") from None
 
 
+def _ascii_url(name: str, url: str, keep: str = "") -> str:
+    """The URL with an IDN host as its A-label and anything else that is not ASCII (or a
+    space) percent-encoded: links built on it go into List-Unsubscribe, which must be ASCII
+    and is read raw (RFC 8058), and into text mails, where only such links are clickable.
+    `keep`: characters left alone (the placeholders' braces of a URL template)."""
+    if url.isascii() and " " not in url:
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = parts.netloc
+    if not host.isascii():
+        ascii_host = _ascii_domain(name, host)
+        netloc = netloc.rpartition("@")[0] + "@" if "@" in netloc else ""
+        netloc += ascii_host + (f":{parts.port}" if parts.port is not None else "")
+    safe = "/%:@!$&'()*+,;=-._~" + keep
+    return urlunsplit((parts.scheme, netloc, quote(parts.path, safe=safe),
+                       quote(parts.query, safe=safe + "?"), quote(parts.fragment, safe=safe + "?")))
+
+
 def _check_port(name: str, port: int | None) -> None:
     if port is not None and not 1 <= port <= 65535:
         raise ConfigError(f"{name}: the port must be between 1 and 65535, got {port}")
@@ -326,6 +345,7 @@ def validate(settings: Settings) -> Settings:
     base = urlsplit(s.base_url)
     if base.scheme not in ("http", "https") or not base.netloc or base.query or base.fragment:
         raise ConfigError(f"NEWSLETTER_BASE_URL: expected an absolute http(s) URL, got {s.base_url!r}")
+    s = replace(s, base_url=_ascii_url("NEWSLETTER_BASE_URL", s.base_url))
     s = replace(s, mail_from=_ascii_mailbox("NEWSLETTER_MAIL_FROM", s.mail_from))
     if s.bounce_address:
         s = replace(s, bounce_address=_ascii_mailbox("NEWSLETTER_BOUNCE_ADDRESS", s.bounce_address))
@@ -372,6 +392,8 @@ def validate(settings: Settings) -> Settings:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(f"{name}: expected an absolute http(s) URL, got {url!r}")
+    s = replace(s, board_url=_ascii_url("NEWSLETTER_BOARD_URL", s.board_url),
+                board_search_url=_ascii_url("NEWSLETTER_BOARD_SEARCH_URL", s.board_search_url, keep="{}"))
     dkim = (s.dkim_selector, s.dkim_domain, s.dkim_key_file)
     if any(dkim) and not all(dkim):
         raise ConfigError("NEWSLETTER_DKIM_KEY_FILE: DKIM signing needs NEWSLETTER_DKIM_SELECTOR, _DOMAIN and _KEY_FILE together")
@@ -382,6 +404,7 @@ def validate(settings: Settings) -> Settings:
     privacy = urlsplit(s.privacy_url)
     if privacy.scheme not in ("http", "https") or not privacy.netloc:
         raise ConfigError(f"NEWSLETTER_PRIVACY_URL: expected an absolute http(s) URL, got {s.privacy_url!r}")
+    s = replace(s, privacy_url=_ascii_url("NEWSLETTER_PRIVACY_URL", s.privacy_url))
     if not s.impressum.strip():
         raise ConfigError("NEWSLETTER_IMPRESSUM: the operator's Impressum is required (DDG §5)")
     # The demo's inbox listens here and its mail goes here: 0 would be a random port nobody sends to.

@@ -240,6 +240,23 @@ def test_idn_sender_bounce_and_dkim_domains_are_kept_as_a_labels(tmp_path):
         load_settings(env | {"NEWSLETTER_DKIM_DOMAIN": "jobbörse..de"}, dotenv_path=None)
 
 
+def test_links_on_an_idn_host_are_kept_ascii_and_templates_keep_their_placeholders(tmp_path):
+    from newsletter.config import ConfigError, load_settings
+
+    env = {"NEWSLETTER_INSTANCE_PATH": str(tmp_path),
+           "NEWSLETTER_BASE_URL": "https://Jobbörse.de:8443/news letter",
+           "NEWSLETTER_PRIVACY_URL": "https://jobbörse.de/datenschutz#abschnitt-ä",
+           "NEWSLETTER_BOARD_URL": "https://jobbörse.de",
+           "NEWSLETTER_BOARD_SEARCH_URL": "https://jobbörse.de/suche?q={keywords}&ort={location}&für=alle"}
+    s = load_settings(env, dotenv_path=None)
+    assert s.base_url == "https://xn--jobbrse-d1a.de:8443/news%20letter"
+    assert s.privacy_url == "https://xn--jobbrse-d1a.de/datenschutz#abschnitt-%C3%A4"
+    assert s.board_url == "https://xn--jobbrse-d1a.de"
+    assert s.board_search_url == "https://xn--jobbrse-d1a.de/suche?q={keywords}&ort={location}&f%C3%BCr=alle"
+    with pytest.raises(ConfigError, match="^NEWSLETTER_BASE_URL: "):
+        load_settings(env | {"NEWSLETTER_BASE_URL": "https://jobbörse..de"}, dotenv_path=None)
+
+
 # -- 6. usage errors ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, fragment", [

@@ -199,3 +199,11 @@ def test_a_sender_domain_that_is_not_ascii_goes_out_as_its_a_label(settings, smt
         assert _raw_header(mail, "From").endswith(b" <newsletter@xn--jobbrse-d1a.de>")
         assert _raw_header(mail, "Message-ID").endswith(b"@xn--jobbrse-d1a.de>")
     assert _raw_header(mails[1], "List-Id").endswith(b" <jobs-newsletter.xn--jobbrse-d1a.de>")
+
+
+def test_a_base_url_on_an_idn_host_gives_ascii_links_and_list_headers(settings, smtp, tmp_path):
+    """List-Unsubscribe is read raw by mailbox providers: the link in it must be ASCII."""
+    welcome = _welcome_with(settings, smtp, tmp_path, base_url="https://jobbörse.de/stellenmarkt für alle")
+    raw = _raw_header(welcome, "List-Unsubscribe")
+    assert raw.startswith(b"<https://xn--jobbrse-d1a.de/stellenmarkt%20f%C3%BCr%20alle/unsubscribe/"), raw
+    assert "https://xn--jobbrse-d1a.de/stellenmarkt%20f%C3%BCr%20alle/preferences/" in welcome.part("plain")
