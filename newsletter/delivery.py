@@ -19,7 +19,7 @@ from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 from .config import Settings
 from .db import Database
 from .digest_mail import DigestComposer, VariantMail, view
-from .mail import Renderer, ascii_address, verp_sender
+from .mail import MailBuildError, Renderer, ascii_address, verp_sender
 from .models import (
     Delivery,
     DeliveryStatus,
@@ -208,6 +208,7 @@ class ChunkSender:
         )
         feedback_id = f"{edition_id}:digest:newsletter:{self.settings.mail_domain}"
         last_check = time.monotonic()
+        alarmed = False
         for index, item in enumerate(claimed):
             if time.monotonic() - last_check > STATE_CHECK_SECONDS:
                 last_check = time.monotonic()
@@ -226,11 +227,14 @@ class ChunkSender:
                 recipient = reader.email if utf8 else ascii_address(reader.email)
                 if recipient is None:
                     raise UnsendableError(0, "the address needs SMTPUTF8 and the relay does not offer it")
-                variant = self._variant(conn, item.variant_id, reader.language, cutoff)
-                data, _message_id = self.composer.build(
-                    variant, recipient, self.tokens.preferences(reader.public_id),
-                    self.tokens.unsubscribe(reader.public_id), feedback_id, utf8=not recipient.isascii(),
-                )
+                try:
+                    variant = self._variant(conn, item.variant_id, reader.language, cutoff)
+                    data, _message_id = self.composer.build(
+                        variant, recipient, self.tokens.preferences(reader.public_id),
+                        self.tokens.unsubscribe(reader.public_id), feedback_id, utf8=not recipient.isascii(),
+                    )
+                except Exception as exc:  # noqa: BLE001 - any fault of ours in building it: see MailBuildError
+                    raise MailBuildError(f"edition {edition_id}: {type(exc).__name__}: {exc}") from exc
                 if self.rate is not None:
                     self.rate.wait()
                 transport.send(verp_sender(self.settings, reader.public_id), recipient, data,
@@ -241,6 +245,13 @@ class ChunkSender:
                 conn.execute(OperatorAlarm.__table__.insert().values(kind="smtp_policy", message=str(exc)[:1000], at=utcnow()))
                 self._retry(conn, claimed[index:], created_at, str(exc), result)
                 return
+            except MailBuildError as exc:
+                if not alarmed:  # once per chunk: it may well be every mail
+                    alarmed = True
+                    log.exception("could not build a digest (operator action needed)")
+                    conn.execute(OperatorAlarm.__table__.insert().values(kind=MailBuildError.ALARM, message=str(exc)[:1000], at=utcnow()))
+                self._retry(conn, [item], created_at, str(exc), result)
+                continue
             except TemporaryError as exc:
                 self._retry(conn, [item], created_at, str(exc), result)
                 continue

@@ -27,6 +27,15 @@ MAX_LINE = 998  # RFC 5322 2.1.1, without the CRLF
 _BAD_HEADER_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
+class MailBuildError(Exception):
+    """A mail could not be built: a template, a header or the DKIM key failed. That is ours
+    to fix, not the reader's fault, and may well hit every mail: the mail waits for a retry
+    (until the give-up time) and the operator gets an alarm, instead of its job crashing and
+    the reconciler handing the same mail on to crash again."""
+
+    ALARM = "mail_build"
+
+
 class UnsafeHeader(ValueError):
     """A header value would carry a control character (CR/LF injection, STANDARDS 27)."""
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from .config import Settings
 from .db import Database
 from .dkim_signing import signer_for
-from .mail import Renderer, ascii_address, build_message, list_headers, verp_sender
+from .mail import MailBuildError, Renderer, ascii_address, build_message, list_headers, verp_sender
 from .models import (
     ConsentEvent,
     OperatorAlarm,
@@ -137,15 +137,23 @@ def _send(
         recipient = email if utf8 else ascii_address(email)
         if recipient is None:
             raise UnsendableError(0, "the address needs SMTPUTF8 and the relay does not offer it")
-        composed, headers = _compose(settings, renderer, kind, language, public_id, status)
         # Raw UTF-8 headers only in an SMTPUTF8 transaction: every other mail keeps its
         # Subject as RFC 2047 encoded-words (STANDARDS 21), whatever the relay offers.
         needs_utf8 = utf8 and not recipient.isascii()
-        data, rfc_message_id = build_message(settings, composed, to=recipient, headers=headers, utf8=needs_utf8)
-        signer = signer_for(settings)
-        if signer is not None:
-            data = signer.sign(data)  # the welcome mail carries the List-* headers too (STANDARDS 7)
+        try:
+            composed, headers = _compose(settings, renderer, kind, language, public_id, status)
+            data, rfc_message_id = build_message(settings, composed, to=recipient, headers=headers, utf8=needs_utf8)
+            signer = signer_for(settings)
+            if signer is not None:
+                data = signer.sign(data)  # the welcome mail carries the List-* headers too (STANDARDS 7)
+        except Exception as exc:  # noqa: BLE001 - any fault of ours in building it: see MailBuildError
+            raise MailBuildError(f"{kind} mail {message_id}: {type(exc).__name__}: {exc}") from exc
         transport.send(verp_sender(settings, public_id), recipient, data, utf8=needs_utf8)
+    except MailBuildError as exc:
+        log.exception("could not build a mail (operator action needed)")
+        with database.session_scope() as session:
+            session.add(OperatorAlarm(kind=MailBuildError.ALARM, message=str(exc)[:1000]))
+        return _retry_or_give_up(database, settings, message_id, attempts, created_at, str(exc))
     except TemporaryError as exc:
         return _retry_or_give_up(database, settings, message_id, attempts, created_at, str(exc))
     except PolicyError as exc:

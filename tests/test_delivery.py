@@ -120,6 +120,44 @@ def test_policy_rejection_alarms_the_operator_instead_of_bouncing_the_reader(set
     assert len(alarms) == 1 and "5.7.1" in alarms[0].message
 
 
+def test_a_mail_that_cannot_be_built_is_retried_with_an_alarm_not_crashed_on(settings, smtp, database, tmp_path):
+    """The DKIM key file gone while workers run (a real fault, produced for real): each mail
+    fails before it is sent. It waits for a retry with an alarm for the operator, instead of
+    crashing its job and leaving the row taken until the reconciler hands it on, again and
+    again; once the key is back the mail goes out."""
+    from rq import SimpleWorker
+
+    from tests.helpers import DkimKey
+    from worker import context, queues
+
+    key = DkimKey(tmp_path)
+    own = key.settings(settings)
+    app, ctx = create_app(own), context.configure(own)
+    try:
+        def work() -> None:
+            SimpleWorker(list(queues.ALL), connection=ctx.redis).work(burst=True, with_scheduler=False)
+
+        key.file.unlink()
+        assert signup(app.test_client(), "reader@example.org").status_code == 200
+        work()
+        assert smtp.messages == []
+        [row] = outbox_rows(database)
+        assert row.status == "pending" and "dkim.key" in (row.last_error or "")
+        with database.session_scope() as session:
+            [alarm] = session.scalars(select(OperatorAlarm))
+            assert alarm.kind == "mail_build" and "dkim.key" in alarm.message
+
+        DkimKey(tmp_path)  # the operator puts a key back
+        deadline = time.monotonic() + 30
+        while not smtp.messages and time.monotonic() < deadline:
+            time.sleep(0.5)  # the retry waits in RQ's scheduler, run by a burst worker at its start
+            SimpleWorker(list(queues.ALL), connection=ctx.redis).work(burst=True, with_scheduler=True)
+        assert [m.rcpt_tos[0] for m in smtp.messages] == ["reader@example.org"]
+    finally:
+        app.extensions["newsletter_db"].dispose()
+        ctx.database.dispose()
+
+
 def test_relay_without_smtputf8_fails_cleanly_for_a_non_ascii_local_part(settings, database, tmp_path):
     plain = SmtpSink(smtputf8=False).start()
     try:

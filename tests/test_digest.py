@@ -276,6 +276,35 @@ def test_bounce_suppresses_and_policy_rejection_alarms_and_holds_the_chunk(datab
         assert session.get(Edition, edition_id).state == "done"
 
 
+def test_digests_that_cannot_be_built_wait_for_a_retry_with_one_alarm(database, settings, smtp, drain, tmp_path):
+    """A DKIM key file broken while workers run (a real fault, produced for real): no digest
+    can be signed. The chunk's readers wait for a retry and the operator gets one alarm,
+    instead of a crashed job whose rows only the reconciler hands on, again and again."""
+    import time
+
+    key = DkimKey(tmp_path)
+    own = key.settings(settings)
+    with database.session_scope() as session:
+        add_listing(session, 1, "Schreiner/in (m/w/d)")
+        for n in range(3):
+            add_reader(session, f"r{n}@example.org")
+    key.file.write_text("this is no key\n")
+    edition_id = send_now(database, own, drain)
+    assert smtp.messages == []
+    with database.session_scope() as session:
+        assert digests.counts(session, edition_id)["queued"] == 3
+        assert {d.status for d in session.scalars(select(Delivery))} == {"pending"}
+        [alarm] = session.scalars(select(OperatorAlarm))
+        assert alarm.kind == "mail_build" and f"edition {edition_id}" in alarm.message
+
+    DkimKey(tmp_path)  # the operator puts a key back
+    time.sleep(own.retry_base_seconds + 0.1)
+    drain()  # its reconcile finds the due readers (the retry job waits in RQ's scheduler)
+    assert sorted(m.rcpt_tos[0] for m in smtp.messages) == [f"r{n}@example.org" for n in range(3)]
+    with database.session_scope() as session:
+        assert session.get(Edition, edition_id).state == "done"
+
+
 def test_reader_who_left_before_their_turn_gets_nothing(database, settings, smtp, drain):
     from worker import context, jobs
 
