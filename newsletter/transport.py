@@ -7,6 +7,7 @@ a 5xx for the recipient is a bounce; 5.7.x and a refused sender are the operator
 
 from __future__ import annotations
 
+import base64
 import re
 import smtplib
 import socket
@@ -63,6 +64,23 @@ def classify(code: int, raw_detail: bytes | str, *, sender_side: bool = False) -
     return TemporaryError(code, detail)
 
 
+def _login(conn: smtplib.SMTP, username: str, password: str) -> None:
+    """AUTH as configured. smtplib sends credentials as ASCII only; a user name or password
+    that is not (an umlaut in a password) goes as AUTH PLAIN, which carries UTF-8 (RFC 4616)."""
+    if username.isascii() and password.isascii():
+        conn.login(username, password)
+        return
+    if not conn.has_extn("auth"):
+        raise smtplib.SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
+    if "PLAIN" not in conn.esmtp_features["auth"].upper().split():
+        raise PolicyError(0, "SMTP AUTH: a user name or password that is not ASCII needs AUTH PLAIN, "
+                             "which the relay does not offer")
+    token = base64.b64encode(b"\0" + username.encode() + b"\0" + password.encode()).decode("ascii")
+    code, reply = conn.docmd("AUTH", "PLAIN " + token)
+    if code not in (235, 503):  # 503: already authenticated, as smtplib's login accepts it
+        raise smtplib.SMTPAuthenticationError(code, reply)
+
+
 class SmtpTransport:
     """An SMTP connection to the relay, reusable for many messages.
 
@@ -102,7 +120,7 @@ class SmtpTransport:
                 conn.starttls(context=context)
                 conn.ehlo()
             if s.smtp_username:
-                conn.login(s.smtp_username, s.smtp_password)
+                _login(conn, s.smtp_username, s.smtp_password)
         except smtplib.SMTPAuthenticationError as exc:
             raise PolicyError(exc.smtp_code, "SMTP AUTH refused: " + _text(exc.smtp_error)) from None
         except smtplib.SMTPNotSupportedError as exc:

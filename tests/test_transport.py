@@ -42,7 +42,8 @@ def _server_context(authority: trustme.CA) -> ssl.SSLContext:
 
 
 def _authenticator(server, session, envelope, mechanism, auth_data):  # type: ignore[no-untyped-def]
-    ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (b"relay-user", b"s3cret")
+    accounts = {b"relay-user": b"s3cret", "büro".encode(): "Passwört-€".encode()}  # RFC 4616: UTF-8
+    ok = isinstance(auth_data, LoginPassword) and accounts.get(auth_data.login) == auth_data.password
     return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
 
 
@@ -74,6 +75,23 @@ def test_secured_and_authenticated_relay_accepts_mail(secure_relay, ca):
         transport.send("bounces+x@jobs.example.org", "b@example.org", MESSAGE)
         transport.send("bounces+y@jobs.example.org", "c@example.org", MESSAGE)  # same connection
     assert [m.rcpt_tos for m in handler.messages] == [["b@example.org"], ["c@example.org"]]
+
+
+@pytest.mark.parametrize("secure_relay", ["starttls", "tls"], indirect=True)
+def test_a_user_name_and_password_that_are_not_ascii_log_in(secure_relay, ca):
+    """smtplib sends credentials as ASCII only (a UnicodeEncodeError out of login); AUTH
+    PLAIN carries UTF-8 (RFC 4616), and passwords with umlauts are common."""
+    handler, port, mode = secure_relay
+    settings = make_settings(
+        smtp_port=port, smtp_security=mode, smtp_username="büro", smtp_password="Passwört-€",
+        smtp_ca_file=str(ca[1]), smtp_timeout_seconds=5,
+    )
+    with SmtpTransport(settings) as transport:
+        transport.send("bounces+x@jobs.example.org", "b@example.org", MESSAGE)
+    assert [m.rcpt_tos for m in handler.messages] == [["b@example.org"]]
+    wrong = replace(settings, smtp_password="Passwort-€")
+    with pytest.raises(PolicyError, match="AUTH"), SmtpTransport(wrong) as transport:
+        transport.send("bounces@jobs.example.org", "b@example.org", MESSAGE)
 
 
 @pytest.mark.parametrize("secure_relay", ["starttls"], indirect=True)
