@@ -420,9 +420,24 @@ def validate(settings: Settings) -> Settings:
             raise ConfigError(f"NEWSLETTER_BASE_URL: must be https in production, got {s.base_url!r}")
         if s.demo:
             raise ConfigError("NEWSLETTER_DEMO: the demo inbox cannot be turned on in production")
+        # The built-in values describe a made-up operator: in production every mail would
+        # carry its Impressum (DDG §5) and point readers to its privacy notice.
+        defaults = Settings()
+        for variable, field_name in _OPERATOR_SETTINGS:
+            if getattr(s, field_name) == getattr(defaults, field_name):
+                raise ConfigError(f"{variable}: required in production; the built-in value is a made-up example")
     elif not s.secret_key:
         s = replace(s, secret_key=_dev_secret_key(Path(s.instance_path)))
     return s
+
+
+_OPERATOR_SETTINGS = (
+    ("NEWSLETTER_IMPRESSUM", "impressum"),
+    ("NEWSLETTER_MAIL_FROM", "mail_from"),
+    ("NEWSLETTER_PRIVACY_URL", "privacy_url"),
+    ("NEWSLETTER_BOARD_URL", "board_url"),
+    ("NEWSLETTER_BOARD_SEARCH_URL", "board_search_url"),
+)
 
 
 def _dev_secret_key(instance: Path) -> str:

@@ -62,6 +62,33 @@ def test_production_refuses_a_missing_secret_key_and_plain_http(settings):
     assert result.returncode == 2 and "NEWSLETTER_BASE_URL" in result.stderr and "https" in result.stderr
 
 
+PRODUCTION = {
+    "NEWSLETTER_ENV": "production", "NEWSLETTER_SECRET_KEY": "k" * 40,
+    "NEWSLETTER_BASE_URL": "https://newsletter.stellenwerk.de",
+    "NEWSLETTER_IMPRESSUM": "Stellenwerk GmbH, Hafenstraße 2, 20457 Hamburg. HRB 123456.",
+    "NEWSLETTER_MAIL_FROM": "Stellenwerk <newsletter@stellenwerk.de>",
+    "NEWSLETTER_PRIVACY_URL": "https://stellenwerk.de/datenschutz",
+    "NEWSLETTER_BOARD_URL": "https://stellenwerk.de",
+    "NEWSLETTER_BOARD_SEARCH_URL": "https://stellenwerk.de/jobs?q={keywords}&ort={location}",
+}
+
+
+def test_production_starts_with_the_operators_own_values(settings):
+    result = run(settings, "subscribers", "stats", extra_env=PRODUCTION)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("variable", [v for v in PRODUCTION if v not in ("NEWSLETTER_ENV", "NEWSLETTER_SECRET_KEY", "NEWSLETTER_BASE_URL")])
+def test_production_refuses_the_made_up_example_operator(tmp_path, variable):
+    """Every mail carries the Impressum (DDG §5) and the privacy link: the built-in ones
+    describe a made-up company."""
+    from newsletter.config import ConfigError, load_settings
+
+    env = {k: v for k, v in PRODUCTION.items() if k != variable} | {"NEWSLETTER_INSTANCE_PATH": str(tmp_path)}
+    with pytest.raises(ConfigError, match=f"^{variable}: required in production"):
+        load_settings(env, dotenv_path=None)
+
+
 def test_production_refuses_the_demo_inbox(settings):
     result = run(
         settings, "subscribers", "stats",
