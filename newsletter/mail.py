@@ -4,6 +4,7 @@ templates: sending is transport.py's job (DESIGN convention 4)."""
 from __future__ import annotations
 
 import re
+import textwrap
 from dataclasses import dataclass
 from datetime import UTC
 from email import policy
@@ -94,9 +95,27 @@ class Renderer:
         if match is None:
             raise ValueError(f"templates/email/{lang}/{name}.txt must start with a 'Subject: ' line")
         subject = match.group("subject").strip()
-        text = raw_text[match.end():]
+        text = wrap_text(raw_text[match.end():])
         html = self.inliner.inline(self.env.get_template(f"{lang}/{name}.html").render(base))
         return Composed(subject=subject, text=text, html=html)
+
+
+TEXT_WIDTH = 76
+
+
+def wrap_text(text: str) -> str:
+    """Lines of a text part wrapped at 76 columns (RFC 5322 2.1.1 asks for 78 at most), as
+    the settings (list name, Impressum) make them longer; a line with a link stays whole,
+    or the link would break."""
+    if all(len(line) <= TEXT_WIDTH for line in text.splitlines()):
+        return text
+    out = []
+    for line in text.split("\n"):
+        if len(line) <= TEXT_WIDTH or "://" in line:
+            out.append(line)
+        else:
+            out.extend(textwrap.wrap(line, TEXT_WIDTH, break_long_words=False, break_on_hyphens=False) or [""])
+    return "\n".join(out)
 
 
 def ascii_address(address: str) -> str | None:
@@ -149,6 +168,8 @@ def build_message(
         verbatim.append(line.encode("ascii"))
     msg.set_content(composed.text, subtype="plain", charset="utf-8", cte="quoted-printable")
     msg.add_alternative(composed.html, subtype="html", charset="utf-8", cte="quoted-printable")
+    for part in msg.iter_parts():
+        del part["MIME-Version"]  # add_alternative gives the HTML part one; it belongs on top only
     head, blank, body = msg.as_bytes().partition(b"\r\n\r\n")
     # The email package folds at 78 columns, and a header with no place to fold (a long
     # List-Unsubscribe URL) it turns into encoded-words: "=?utf-8?q?=3Chttps=3A//...".

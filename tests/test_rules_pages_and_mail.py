@@ -68,6 +68,13 @@ def test_no_redirect_leaves_the_site(client, path):
         assert location.startswith("/") and not location.startswith("//") or location.startswith("http://localhost/")
 
 
+def test_every_page_names_the_operator(client, settings):
+    """DDG §5: the Impressum easily reachable from every page, not only in the mails."""
+    for name, answer in _pages(client).items():
+        html = answer.get_data(as_text=True)
+        assert "Impressum" in html and settings.impressum.split(".")[0] in html, name
+
+
 # -- transactional mails ---------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -105,6 +112,15 @@ def test_no_line_over_998_octets_and_bodies_quoted_printable(transactional):
             if part.get_content_maintype() == "text":
                 assert part["Content-Transfer-Encoding"] in ("quoted-printable", "base64"), kind
                 assert part.get_content_charset() == "utf-8", kind
+
+
+def test_mime_version_only_in_the_message_header(transactional):
+    """A MIME-Version inside a body part is legal but a spam filter's hint of a hand-made
+    message (RFC 2045 4: it belongs to the top level)."""
+    for kind, mail in transactional.items():
+        assert mail.message["MIME-Version"] == "1.0", kind
+        parts = list(mail.message.walk())[1:]
+        assert len(parts) == 2 and all("MIME-Version" not in part for part in parts), kind
 
 
 def test_welcome_and_settings_mails_show_both_links_in_both_parts(transactional):
@@ -207,3 +223,15 @@ def test_a_base_url_on_an_idn_host_gives_ascii_links_and_list_headers(settings, 
     raw = _raw_header(welcome, "List-Unsubscribe")
     assert raw.startswith(b"<https://xn--jobbrse-d1a.de/stellenmarkt%20f%C3%BCr%20alle/unsubscribe/"), raw
     assert "https://xn--jobbrse-d1a.de/stellenmarkt%20f%C3%BCr%20alle/preferences/" in welcome.part("plain")
+
+
+def test_a_multi_line_impressum_keeps_its_lines_and_the_text_part_stays_short(settings, smtp, tmp_path):
+    impressum = ("Stellenwerk GmbH\nHafenstraße 2, 20457 Hamburg\nGeschäftsführung: Erika Mustermann, "
+                 "Max Mustermann; Registergericht Amtsgericht Hamburg, HRB 123456; USt-IdNr. DE123456789")
+    _welcome_with(settings, smtp, tmp_path, impressum=impressum)
+    for mail in smtp.to(EMAIL):  # the confirmation and the welcome mail
+        assert "Stellenwerk GmbH<br>Hafenstraße 2, 20457 Hamburg<br>Geschäftsführung" in mail.part("html")
+        text = mail.part("plain").replace("\r\n", "\n")
+        assert "Stellenwerk GmbH\nHafenstraße 2, 20457 Hamburg\nGeschäftsführung" in text
+        long = [line for line in text.splitlines() if len(line) > 78 and "://" not in line]
+        assert long == [], long

@@ -388,4 +388,5 @@ def manage() -> Response:
 
 @bp.app_context_processor
 def _page_globals() -> dict[str, Any]:
-    return {"privacy_url": settings().privacy_url, "confirm_hours": int(settings().confirm_max_age_hours)}
+    return {"privacy_url": settings().privacy_url, "confirm_hours": int(settings().confirm_max_age_hours),
+            "impressum": settings().impressum}
