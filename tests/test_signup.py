@@ -663,6 +663,27 @@ def test_a_form_not_in_utf8_answers_400_naming_the_form_not_the_address(client, 
     assert _subscribers(database) == 0 and smtp.messages == []
 
 
+@pytest.mark.parametrize("body", [
+    b"email=latin1%40example.org&keywords=M%FCnchen",  # a Latin-1 form on the board's page
+    b"email=s%40example.org&location=%ED%A0%80x",  # an encoded surrogate
+])
+def test_a_percent_encoded_form_not_in_utf8_answers_400_and_stores_nothing(client, smtp, drain, database, body):
+    """Werkzeug keeps escapes it cannot decode as they are ("M%FCnchen"): stored, the
+    reader's search would never match "München"."""
+    answer = client.post("/subscribe", data=body, content_type="application/x-www-form-urlencoded")
+    assert answer.status_code == 400
+    assert "Das Formular konnte nicht gelesen werden" in answer.get_data(as_text=True)
+    drain()
+    assert _subscribers(database) == 0 and smtp.messages == []
+
+
+def test_a_percent_sign_typed_in_a_field_is_kept(client, database):
+    answer = client.post("/subscribe", data={"email": "p@example.org", "keywords": "100%FC Remote, Gehalt 80%"})
+    assert answer.status_code == 200
+    [sub] = all_rows(database, Subscriber)
+    assert sub.keywords == "100%FC Remote, Gehalt 80%"
+
+
 def test_a_multipart_form_not_in_utf8_answers_400_and_stores_nothing(client, smtp, drain, database):
     body = (
         b"--XX\r\nContent-Disposition: form-data; name=\"email\"\r\n\r\nmp@example.org\r\n"

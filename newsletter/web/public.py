@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from flask import Blueprint, Response, g, jsonify, redirect, render_template, request, url_for
 from sqlalchemy.exc import IntegrityError
@@ -77,9 +78,20 @@ def _request_data() -> dict[str, Any]:
     return _form()
 
 
+# A percent-escape of a byte over 0x7F: the body holds text that is not ASCII.
+_HIGH_ESCAPE = re.compile(rb"%[89a-fA-F][0-9a-fA-F]")
+
+
 def _form() -> dict[str, Any]:
     """The posted form. Werkzeug gives an empty form for a body it cannot decode (not
     UTF-8); that must not read as a form with every field left empty."""
+    if request.mimetype == "application/x-www-form-urlencoded":
+        # Werkzeug keeps escapes that are no UTF-8 as they came ("M%FCnchen", from a Latin-1
+        # page), which then read as typed: decode such a body strictly first. The cached
+        # body is what the form is then parsed from.
+        raw = request.get_data(cache=True)
+        if _HIGH_ESCAPE.search(raw) and not _utf8_form(raw):
+            raise InvalidInput("body", "body: the form could not be read (send it urlencoded or multipart, in UTF-8)")
     form = request.form.to_dict(flat=True)
     unreadable = not form and (request.content_length or request.headers.get("Transfer-Encoding"))
     # A multipart part that is not UTF-8 comes back with U+FFFD in place of its bytes:
@@ -87,6 +99,14 @@ def _form() -> dict[str, Any]:
     if unreadable or any("\ufffd" in value for value in form.values()):
         raise InvalidInput("body", "body: the form could not be read (send it urlencoded or multipart, in UTF-8)")
     return form
+
+
+def _utf8_form(raw: bytes) -> bool:
+    try:
+        parse_qsl(raw.decode("ascii"), keep_blank_values=True, encoding="utf-8", errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        return False
+    return True
 
 
 def _with_retry(step: Callable[[], list[int]]) -> list[int]:
