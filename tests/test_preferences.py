@@ -396,7 +396,7 @@ def test_manage_mails_the_link_only_to_known_addresses(client, smtp, drain):
     assert new["pending"] == []  # its one confirmation mail went out minutes ago
     for state in ("confirmed", "unsubscribed"):
         [mail] = new[state]
-        assert mail.message["Subject"].startswith("Ihr Link zu den Einstellungen")
+        assert mail.message["Subject"].startswith("Ihr Link zu Ihren Einstellungen")
         assert client.get(only_link(mail.part("plain"), "/preferences/")).status_code == 200
 
 

@@ -230,7 +230,7 @@ def test_manage_link_can_still_be_asked_for_after_unsubscribing(client, provider
     assert client.post("/manage", data={"email": EMAIL}).status_code == 200
     drain()
     latest = smtp.to(EMAIL)[-1]
-    assert latest.message["Subject"].startswith("Ihr Link zu den Einstellungen")
+    assert latest.message["Subject"].startswith("Ihr Link zu Ihren Einstellungen")
     assert latest.message["List-Unsubscribe"] is None
     assert client.get(only_link(latest.part("plain"), "/preferences/")).status_code == 200
 
