@@ -97,6 +97,7 @@ def records_from_json(document: object) -> list[Record]:
         return _parse_json_ld(document)
     if isinstance(document, list):
         if any(isinstance(item, dict) and _is_json_ld(item) for item in document):
+            # Each item by its own kind: a plain listing next to JobPosting nodes is a listing.
             return _parse_json_ld(document)
         return [_array_item(i, item) for i, item in enumerate(document)]
     raise FeedError("expected a JSON array of listings, JSON Lines or JSON-LD")
@@ -176,7 +177,8 @@ def _types(node: Mapping[str, Any]) -> list[str]:
     value = node.get("@type")
     values = value if isinstance(value, list) else [value]
     # "JobPosting", "schema:JobPosting" and "https://schema.org/JobPosting" are one type.
-    return [re.split(r"[:/#]", v)[-1] for v in values if isinstance(v, str)]
+    # Compared in lower case: "jobPosting" and "jobposting" turn up in real feeds.
+    return [re.split(r"[:/#]", v)[-1].lower() for v in values if isinstance(v, str)]
 
 
 def _is_json_ld(node: Mapping[str, Any]) -> bool:
@@ -201,7 +203,9 @@ def _parse_json_ld(document: object) -> list[Record]:
         where = f"item {index}"
         if not isinstance(node, dict):
             records.append(Record(where, index, {}, "listing: expected a JSON-LD object"))
-        elif "JobPosting" in _types(node):
+        elif isinstance(document, list) and not _is_json_ld(node):
+            records.append(_array_item(index, node))
+        elif "jobposting" in _types(node):
             records.append(Record(where, index, job_posting_fields(node)))
     if not records:
         raise FeedError("JSON-LD without any JobPosting")

@@ -51,6 +51,7 @@ YEARS = range(2000, 2101)  # a job listing outside these years is a broken feed
 
 # Control characters (C0 except the line breaks handled first, DEL, C1), the Unicode
 # bidi overrides and isolates (they reorder text on screen) and stray BOMs.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _STRIP = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ufeff]")
 _LINE_BREAKS = re.compile(r"\r\n|[\r\n\x0b\x0c\x85\u2028\u2029]")
 _ENCODED_WORD = re.compile(r"=\?[^?]*\?[bBqQ]\?", re.ASCII)
@@ -107,6 +108,8 @@ def _text(name: str, value: object) -> str:
         return ""
     if not isinstance(value, str):
         raise InvalidInput(name, f"{name}: expected text")
+    if _SURROGATE.search(value):  # a lone "\ud800" from JSON: no database can store it
+        raise InvalidInput(name, f"{name}: not valid Unicode text")
     return value
 
 

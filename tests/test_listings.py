@@ -187,6 +187,28 @@ def test_json_ld_without_a_job_posting_is_refused(settings, database, tmp_path):
     assert result.stderr.splitlines() == [f"{path}: cannot import: JSON-LD without any JobPosting"]
 
 
+def test_a_plain_listing_next_to_job_posting_nodes_is_imported_too(settings, database, tmp_path):
+    """An array mixing the two: before, the plain item vanished, reported nowhere."""
+    posting = {"@type": "jobPosting", "identifier": "ld-1", "title": "Elektriker (m/w/d)",
+               "url": "https://jobs.example.org/stellen/ld-1", "datePosted": "2026-11-19"}
+    path = tmp_path / "mixed.json"
+    path.write_text(json.dumps([row(1), posting, row(3, title=None)]))
+    result = run_import(settings, path)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [f"{path}: item 2: title: missing"]
+    assert sorted(listings(database)) == ["job-1", "ld-1"]
+
+
+def test_a_lone_surrogate_in_a_field_rejects_that_row_only(settings, database, tmp_path):
+    path = tmp_path / "feed.json"
+    path.write_text('[' + json.dumps(row(1)) + ', {"id": "job-2", "title": "\\ud800", '
+                    '"url": "https://jobs.example.org/stellen/2", "published_at": "2026-11-20"}]')
+    result = run_import(settings, path)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [f"{path}: item 1: title: not valid Unicode text"]
+    assert sorted(listings(database)) == ["job-1"]
+
+
 # -- upsert ----------------------------------------------------------------------------------
 
 def test_second_import_updates_changed_rows_and_leaves_identical_ones(settings, database, tmp_path):
