@@ -80,7 +80,7 @@ def subscribers_import(file: Path) -> None:
     consent_text). Rows with confirmed_at become confirmed; the others get a
     double-opt-in mail. Exit status 1 if any row was rejected."""
     from .db import get_session
-    from .subscriber_import import import_csv
+    from .subscriber_import import CsvError, import_csv
     from .web.extensions import enqueue_outbox_after_commit
 
     try:
@@ -88,14 +88,18 @@ def subscribers_import(file: Path) -> None:
     except (OSError, UnicodeDecodeError) as exc:
         fail(f"{file}: cannot read: {exc}")
     session = get_session()
-    report = import_csv(session, text, source=file.name)
+    try:
+        report = import_csv(session, text, source=file.name)
+    except CsvError as exc:
+        session.rollback()
+        fail(f"{file}: cannot import, nothing written: {exc}")
     session.commit()
     enqueue_outbox_after_commit(report.outbox_ids)
     click.echo(f"confirmed: {report.confirmed}")
     click.echo(f"pending: {report.pending}")
-    click.echo(f"skipped: {report.skipped}")
+    click.echo(f"skipped: {len(report.skipped)}")
     click.echo(f"rejected: {len(report.rejected)}")
-    for reason in report.rejected:
+    for reason in report.skipped + report.rejected:
         click.echo(f"{file}: {reason}", err=True)
     if report.rejected:
         sys.exit(1)

@@ -28,7 +28,7 @@ KNOWN_COLUMNS = ("email", "language", "keywords", "location", "confirmed_at", "c
 class ImportReport:
     confirmed: int = 0
     pending: int = 0
-    skipped: int = 0
+    skipped: list[str] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
     outbox_ids: list[int] = field(default_factory=list)
 
@@ -55,21 +55,42 @@ def _parse_ip(value: str) -> str | None:
         raise InvalidInput("consent_ip", f"consent_ip: not an IP address: {value[:40]!r}") from None
 
 
+class CsvError(ValueError):
+    """The file is no CSV this import can read; nothing of it is taken."""
+
+
+def _next(reader, line: int) -> list[str] | None:  # type: ignore[no-untyped-def]
+    try:
+        return next(reader, None)
+    except csv.Error as exc:
+        raise CsvError(f"line {line}: not valid CSV: {exc}") from None
+
+
 def import_csv(session: Session, text: str, source: str = "import") -> ImportReport:
     """Import the CSV `text`; the caller commits and then queues report.outbox_ids."""
     report = ImportReport()
     reader = csv.reader(io.StringIO(text))
-    columns = [c.strip() for c in next(reader, [])]
+    columns = [c.strip() for c in _next(reader, 1) or []]
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
         report.rejected.append(f"line 1: missing column(s) {', '.join(missing)}")
+        return report
+    # A misspelt "confirmd_at" would quietly turn a confirmed list into thousands of
+    # confirmation mails: a header we do not know stops the file.
+    unknown = [c for c in columns if c not in KNOWN_COLUMNS]
+    if unknown:
+        report.rejected.append(f"line 1: unknown column(s) {', '.join(map(repr, unknown))}; known: {', '.join(KNOWN_COLUMNS)}")
+        return report
+    twice = sorted({c for c in columns if columns.count(c) > 1})
+    if twice:
+        report.rejected.append(f"line 1: column(s) {', '.join(twice)} given twice")
         return report
     seen: set[str] = set()
     while True:
         # The line a record starts on: a quoted value may run over several lines, and
         # line_num afterwards is the record's last line.
         line = reader.line_num + 1
-        values = next(reader, None)
+        values = _next(reader, line)
         if values is None:
             break
         if not values:  # a blank line, skipped as csv.DictReader does
@@ -100,8 +121,9 @@ def import_csv(session: Session, text: str, source: str = "import") -> ImportRep
         if session.get(Suppression, hashed) is not None:
             report.rejected.append(f"line {line}: email: suppressed (bounced, complained, unsubscribed or erased)")
             continue
-        if session.query(Subscriber.id).filter(Subscriber.email_hash == hashed).first() is not None:
-            report.skipped += 1
+        existing = session.query(Subscriber.status).filter(Subscriber.email_hash == hashed).first()
+        if existing is not None:
+            report.skipped.append(f"line {line}: skipped: already a subscriber ({existing.status}), left as it is")
             continue
         status = SubscriberStatus.CONFIRMED if confirmed_at else SubscriberStatus.PENDING
         now = utcnow()

@@ -171,6 +171,34 @@ def test_import_confirmed_list_keeps_consent_and_names_bad_rows(settings, databa
 
     again = run(settings, "subscribers", "import", str(csv))
     assert "skipped: 2" in again.stdout
+    skipped = [line for line in again.stderr.splitlines() if "skipped" in line]
+    assert skipped == [f"{csv}: line 2: skipped: already a subscriber (confirmed), left as it is",
+                       f"{csv}: line 3: skipped: already a subscriber (pending), left as it is"]
+
+
+@pytest.mark.parametrize("header, reason", [
+    ("email,language,confirmd_at", "line 1: unknown column(s) 'confirmd_at'"),
+    ("email,email,language", "line 1: column(s) email given twice"),
+])
+def test_an_import_with_a_header_we_do_not_know_takes_nothing(settings, database, smtp, drain, tmp_path, header, reason):
+    """A misspelt confirmed_at would have sent every confirmed reader a confirmation mail."""
+    path = tmp_path / "list.csv"
+    path.write_text(f"{header}\ntypo@example.org,de,2025-01-01T10:00:00Z\n", encoding="utf-8")
+    result = run(settings, "subscribers", "import", str(path))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[0].startswith(f"{path}: {reason}")
+    drain()
+    assert stats(settings)["pending"] == 0 and smtp.messages == []
+
+
+def test_an_import_with_a_field_over_the_csv_limit_is_one_line_and_takes_nothing(settings, tmp_path):
+    path = tmp_path / "list.csv"
+    path.write_text("email,keywords\nfirst@example.org,Python\nbig@example.org," + "d" * 200_000 + "\n")
+    result = run(settings, "subscribers", "import", str(path))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: {path}: cannot import, nothing written: line 3: not valid CSV: field larger than field limit (131072)"]
+    assert stats(settings)["pending"] == 0
 
 
 def test_purge_deletes_stale_unconfirmed_signups_only(settings, database):
