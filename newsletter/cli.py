@@ -192,7 +192,7 @@ def _print_status(edition_id: int | None) -> None:
     from .models import Edition
 
     session = get_session()
-    edition = session.get(Edition, edition_id) if edition_id is not None else digests.latest(session)
+    edition = digests.get_edition(session, edition_id) if edition_id is not None else digests.latest(session)
     if edition is None:
         fail(f"no edition {edition_id}" if edition_id is not None else "no edition yet")
     click.echo(f"edition: {edition.id}")

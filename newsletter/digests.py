@@ -286,13 +286,21 @@ def finish_if_done(session: Session, edition_id: int) -> bool:
     return bool(result.rowcount)
 
 
+# Edition ids are 32-bit on PostgreSQL: a larger one is no edition (not a database error).
+MAX_EDITION_ID = 2**31 - 1
+
+
+def get_edition(session: Session, edition_id: int) -> Edition | None:
+    return session.get(Edition, edition_id) if 1 <= edition_id <= MAX_EDITION_ID else None
+
+
 class EditionError(ValueError):
     """An operator asked for something the edition's state does not allow."""
 
 
 def set_state(session: Session, edition_id: int, action: str) -> Edition:
     """pause, resume or cancel an edition; returns it. Raises EditionError when it cannot."""
-    edition = session.get(Edition, edition_id)
+    edition = get_edition(session, edition_id)
     if edition is None:
         raise EditionError(f"no edition {edition_id}")
     allowed = {

@@ -68,6 +68,23 @@ def test_pause_resume_cancel_and_conflicts(client, auth, database, smtp, drain):
     assert client.post(f"/api/v1/editions/{edition}/explode", headers=auth).status_code == 404
 
 
+@pytest.mark.parametrize("method, path, status", [
+    ("get", "/api/v1/editions/99999999999999999999999", 404),
+    ("get", "/api/v1/editions/2147483648", 404),  # past PostgreSQL's integer
+    ("post", "/api/v1/editions/2147483648/cancel", 404),
+    ("post", "/api/v1/editions/99999999999999999999/pause", 404),
+    ("get", "/api/v1/editions/abc", 404),
+    ("post", "/api/v1/editions/1/frobnicate", 404),
+    ("get", "/api/v1/nothing-here", 404),
+    ("delete", "/api/v1/editions/1", 405),
+    ("put", "/api/v1/listings", 405),
+])
+def test_every_api_error_is_json_never_a_page_or_a_500(client, auth, method, path, status):
+    answer = getattr(client, method)(path, headers=auth)
+    assert answer.status_code == status
+    assert answer.mimetype == "application/json" and answer.get_json()["error"]
+
+
 def test_openapi_describes_the_edition_routes(client, auth):
     spec = client.get("/api/v1/openapi.json", headers=auth).get_json()
     assert {"/editions", "/editions/preview", "/editions/{id}", "/editions/{id}/{action}", "/listings"} <= set(spec["paths"])

@@ -10,6 +10,8 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from newsletter.models import Listing, Subscriber, email_hash, utcnow
 from tests.conftest import env_for
 
@@ -108,3 +110,10 @@ def test_global_send_rate_holds_across_two_workers(settings, database, smtp):
     per_window = Counter(int(t - start) for t in stamps)
     # Windows are aligned on the clock, not on the first mail: a second of ours may span two.
     assert max(per_window.values()) <= 20 and len(per_window) >= 3, per_window
+
+
+@pytest.mark.parametrize("args", [("status", "99999999999999999999999"), ("pause", "2147483648"), ("cancel", "99999999999999999999")])
+def test_an_edition_id_past_any_edition_is_no_edition_not_a_traceback(settings, database, args):
+    result = run(settings, "digest", *args)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"error: no edition {args[1]}"]

@@ -164,9 +164,9 @@ def preview_edition() -> Response:
 
 @bp.get("/editions/<int:edition_id>")
 def get_edition(edition_id: int) -> Response:
-    from ..models import Edition
+    from .. import digests
 
-    edition = get_session().get(Edition, edition_id)
+    edition = digests.get_edition(get_session(), edition_id)
     if edition is None:
         return _error(404, f"no edition {edition_id}")
     return jsonify(_edition_body(edition))
@@ -176,11 +176,10 @@ def get_edition(edition_id: int) -> Response:
 def change_edition(edition_id: int, action: str) -> Response:
     """Pause, resume or cancel an edition (409 when its state does not allow it)."""
     from .. import digests
-    from ..models import Edition
     from .extensions import queue_edition_after_commit
 
     session = get_session()
-    if session.get(Edition, edition_id) is None:
+    if digests.get_edition(session, edition_id) is None:
         return _error(404, f"no edition {edition_id}")
     try:
         edition = digests.set_state(session, edition_id, action)

@@ -12,7 +12,10 @@ log = logging.getLogger(__name__)
 
 
 def wants_json() -> bool:
-    """JSON when the client prefers it, or sent JSON and has no preference."""
+    """JSON when the client prefers it, or sent JSON and has no preference; always under
+    /api/, also for a route that does not exist or a method it does not take."""
+    if request.path.startswith("/api/"):
+        return True
     accept = request.accept_mimetypes
     json_q, html_q = accept["application/json"], accept["text/html"]
     if json_q != html_q:
