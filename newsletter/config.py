@@ -291,7 +291,11 @@ def load_settings(
     """Build and validate Settings from the environment (which wins) and a `.env` file."""
     source: dict[str, str] = {}
     if dotenv_path is not None and Path(dotenv_path).is_file():
-        source.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+        try:
+            source.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{dotenv_path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+                              "convert the file to UTF-8") from None
     source.update(os.environ if environ is None else environ)
 
     values: dict[str, Any] = {}

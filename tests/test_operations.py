@@ -213,6 +213,13 @@ def test_a_value_that_would_break_later_stops_at_start_naming_it(sqlite_settings
     assert line.startswith(f"error: {variable}: "), line
 
 
+def test_an_env_file_that_is_not_utf8_is_one_line_naming_it(sqlite_settings, tmp_path):
+    (tmp_path / ".env").write_bytes(b"NEWSLETTER_LIST_NAME=Stellenb\xf6rse\n")
+    result = run(env_for(sqlite_settings), "subscribers", "stats", cwd=tmp_path)
+    assert result.returncode == 2
+    assert one_line(result) == "error: .env: not UTF-8 text (byte 0xf6 at offset 29); convert the file to UTF-8"
+
+
 def test_good_list_headers_and_timeouts_still_start(sqlite_settings, tmp_path):
     env = env_for(sqlite_settings) | {
         "NEWSLETTER_LIST_NAME": "Stellenbörse Süd", "NEWSLETTER_LIST_ID": "stellen.jobs.example.org",
