@@ -160,7 +160,11 @@ def digest_send(dry_run: bool) -> None:
             where = " · ".join(part for part in (item.company, item.location) if part)
             click.echo(f"{published}  {item.title}" + (f"  ({where})" if where else "") + f"  {item.url}")
         return
-    edition = digests.create_edition(session, settings(), "cli")
+    try:
+        edition = digests.create_edition(session, settings(), "cli")
+    except digests.EditionError as exc:
+        session.rollback()
+        fail(str(exc))
     session.commit()
     click.echo(f"edition: {edition.id}")
     click.echo(f"recipients: {edition.planned}")

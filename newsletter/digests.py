@@ -138,6 +138,12 @@ def create_edition(
     least one listing. The caller commits, then queues its chunks. Raises IntegrityError
     when `period` already has its edition."""
     _lock_editions(session)
+    still_open = open_edition(session)
+    if still_open is not None:
+        # One edition at a time: a second one would start its window at the open one's
+        # cut-off, so cancelling the open one would lose its listings instead of handing
+        # them on, and readers would get two digests at once.
+        raise EditionError(f"edition {still_open.id} is still {still_open.state}: resume it and let it finish, or cancel it first")
     now = now or utcnow()
     start = previous_cutoff(session) or now - timedelta(days=settings.digest_interval_days)
     edition = Edition(period=period, trigger=trigger, cutoff=now, window_start=start, state=EditionState.SENDING)
@@ -209,14 +215,25 @@ def plan(session: Session, edition_id: int, now: datetime) -> int:
     return int(session.scalar(select(func.count()).select_from(Delivery).where(Delivery.edition_id == edition_id)) or 0)
 
 
+def open_edition(session: Session) -> Edition | None:
+    """The edition still sending or paused, if any."""
+    return session.scalar(
+        select(Edition).where(Edition.state.in_((EditionState.SENDING, EditionState.PAUSED))).order_by(Edition.id).limit(1)
+    )
+
+
 def tick(session: Session, settings: Settings, now: datetime | None = None) -> Edition | None:
     """Create the current period's edition if it is due and missing. A scheduler that was
-    down for several periods makes one catch-up edition: only the latest slot counts."""
+    down for several periods makes one catch-up edition: only the latest slot counts.
+    While an edition is still sending or paused, the due one waits for it (a later tick
+    makes it: the slot stays the latest)."""
     now = now or utcnow()
     slot = latest_slot(settings, now)
     if slot is None:
         return None
     if session.scalar(select(Edition.id).where(Edition.period == slot)) is not None:
+        return None
+    if open_edition(session) is not None:
         return None
     savepoint = session.begin_nested()
     try:

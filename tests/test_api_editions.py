@@ -58,6 +58,8 @@ def test_pause_resume_cancel_and_conflicts(client, auth, database, smtp, drain):
     assert client.post(f"/api/v1/editions/{edition}/pause", headers=auth).get_json()["state"] == "paused"
     drain()
     assert smtp.messages == []
+    second = client.post("/api/v1/editions", headers=auth)  # one edition at a time
+    assert second.status_code == 409 and f"edition {edition} is still paused" in second.get_json()["error"]
     conflict = client.post(f"/api/v1/editions/{edition}/pause", headers=auth)
     assert conflict.status_code == 409 and "paused" in conflict.get_json()["error"]
     assert client.post(f"/api/v1/editions/{edition}/resume", headers=auth).get_json()["state"] == "sending"

@@ -86,6 +86,20 @@ def test_a_tick_makes_one_edition_per_period_and_one_catch_up_after_downtime(dat
         assert session.scalar(select(func.count()).select_from(Edition)) == 2
 
 
+def test_a_due_edition_waits_while_the_last_one_is_paused_then_gets_its_listings(database, settings):
+    own = replace(settings, digest_first="2026-01-06T08:00", digest_interval_days=14)
+    with database.session_scope() as session:
+        add_listing(session, 1, "Tischler/in (m/w/d)", hours_ago=1)
+        add_reader(session, "held@example.org")
+    with database.session_scope() as session:
+        first = digests.create_edition(session, own, "cli")
+        digests.set_state(session, first.id, "pause")
+        assert digests.tick(session, own) is None  # the slot is due, but the paused one holds it
+        digests.set_state(session, first.id, "cancel")
+        due = digests.tick(session, own)
+        assert due is not None and due.listing_count == 1 and due.planned == 1
+
+
 def test_two_schedulers_ticking_at_once_make_one_edition(database, settings):
     own = replace(settings, digest_first="2026-01-06T08:00")
     now = utc("2026-01-06T08:00")

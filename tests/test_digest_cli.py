@@ -117,3 +117,19 @@ def test_an_edition_id_past_any_edition_is_no_edition_not_a_traceback(settings, 
     result = run(settings, "digest", *args)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [f"error: no edition {args[1]}"]
+
+
+def test_one_edition_at_a_time_so_a_cancelled_ones_listings_reach_the_next(settings, database):
+    """A second edition made while the first was paused started its window at the first's
+    cut-off: cancelling the first then lost its listings for good, where `digest cancel`
+    promises they go into the next edition."""
+    seed(database)
+    first = lines(run(settings, "digest", "send").stdout)["edition"]
+    assert run(settings, "digest", "pause", first).returncode == 0
+    refused = run(settings, "digest", "send")
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == f"error: edition {first} is still paused: resume it and let it finish, or cancel it first"
+    assert run(settings, "digest", "cancel", first).returncode == 0
+    after = run(settings, "digest", "send")
+    assert after.returncode == 0, after.stderr
+    assert lines(after.stdout)["listings"] == "2" and lines(after.stdout)["recipients"] == "2"

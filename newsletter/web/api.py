@@ -139,7 +139,11 @@ def create_edition() -> Response:
     from .extensions import queue_edition_after_commit, settings
 
     session = get_session()
-    edition = digests.create_edition(session, settings(), "api")
+    try:
+        edition = digests.create_edition(session, settings(), "api")
+    except digests.EditionError as exc:
+        session.rollback()
+        return _error(409, str(exc))
     session.commit()
     if edition.planned:
         queue_edition_after_commit(edition.id)
