@@ -14,7 +14,9 @@ from email_validator import EmailNotValidError, validate_email
 
 from .consent import LANGUAGES
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Control characters, line and paragraph separators, and the invisible direction overrides
+# and isolates (and U+FEFF), which would turn the text around wherever it is shown again.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
 # RFC 2047 encoded-words in user text would be decoded by some mail clients into headers.
 _ENCODED_WORD = re.compile(r"=\?[^?]*\?[bBqQ]\?", re.ASCII)
 # Lone surrogates arrive only through JSON "\ud800" escapes; no database or mail can hold them.

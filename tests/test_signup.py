@@ -303,6 +303,11 @@ HOSTILE = [
     ("location", "Berlin\x85"),
     ("location", "=?UTF-8?B?QmVybGluDQpCY2M6IHZpY3RpbUBleGFtcGxlLm5ldA==?="),
     ("location", "Berlin\x7f"),
+    # Direction overrides and isolates: shown again in the digest's "Ihre Suche" line and on
+    # the settings page, an unclosed one flips the rest of the line.
+    ("keywords", "\u202eredoc\u202c"),
+    ("location", "Berlin\u2067"),
+    ("keywords", "Python\ufeff"),
 ]
 
 
