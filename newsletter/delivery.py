@@ -224,7 +224,7 @@ class ChunkSender:
                 continue
             try:
                 utf8 = transport.smtputf8
-                recipient = reader.email if utf8 else ascii_address(reader.email)
+                recipient = ascii_address(reader.email) or (reader.email if utf8 else None)  # as in outbox._send
                 if recipient is None:
                     raise UnsendableError(0, "the address needs SMTPUTF8 and the relay does not offer it")
                 try:

@@ -134,7 +134,9 @@ def _send(
 
     try:
         utf8 = transport.smtputf8
-        recipient = email if utf8 else ascii_address(email)
+        # The ASCII form wherever there is one (an IDN domain as A-labels): a later hop
+        # may lack SMTPUTF8; only a local part that is not ASCII needs it.
+        recipient = ascii_address(email) or (email if utf8 else None)
         if recipient is None:
             raise UnsendableError(0, "the address needs SMTPUTF8 and the relay does not offer it")
         # Raw UTF-8 headers only in an SMTPUTF8 transaction: every other mail keeps its

@@ -439,7 +439,7 @@ def test_idn_domain_is_accepted_and_stored_normalised(client, smtp, drain, datab
     assert sub.email == "User@bücher.de"
     drain()
     [mail] = smtp.messages
-    assert mail.rcpt_tos == ["User@bücher.de"]
+    assert mail.rcpt_tos == ["User@xn--bcher-kva.de"]  # sent in its ASCII form: see the test below
 
 
 def test_idn_domain_in_a_labels_is_the_same_subscriber(client, smtp, drain, database):
@@ -459,6 +459,17 @@ def test_non_ascii_local_part_is_delivered_with_smtputf8(client, smtp, drain, da
     # RFC 6532: with SMTPUTF8 the header carries the address as raw UTF-8.
     headers = message_from_string(mail.data.decode("utf-8"), policy=policy.SMTPUTF8)
     assert headers["To"].addresses[0].addr_spec == "jörg@example.org"
+
+
+def test_an_idn_domain_with_an_ascii_local_part_goes_as_a_labels_without_smtputf8(client, smtp, drain, database):
+    """The relay offers SMTPUTF8, but a later hop may not: an address that has an ASCII
+    form goes in it (RFC 5891), and needs nothing of anyone."""
+    assert signup(client, "dora@bücher.example").status_code == 200
+    drain()
+    [mail] = smtp.messages
+    assert mail.rcpt_tos == ["dora@xn--bcher-kva.example"]
+    assert "SMTPUTF8" not in mail.mail_options and mail.data.isascii()
+    assert find_subscriber(database, "dora@bücher.example") is not None  # kept as typed
 
 
 def test_ascii_address_is_sent_without_smtputf8(client, smtp, drain):
