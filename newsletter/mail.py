@@ -19,6 +19,7 @@ import css_inline
 import idna
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from . import consent
 from .config import Settings
 from .models import utcnow
 from .paths import email_templates_dir
@@ -87,6 +88,7 @@ class Renderer:
             "list_name": self.settings.list_name,
             "impressum": self.settings.impressum,
             "sender_address": self.settings.mail_from_address,
+            "every": consent.every(lang, self.settings.digest_interval_days),
             "lang": lang,
         }
         base.update(context)

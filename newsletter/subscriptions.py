@@ -107,6 +107,7 @@ _INSERT_OUTBOX = _OUTBOX.insert().returning(_OUTBOX.c.id)
 def signup(
     session: Session, email: str, prefs: Preferences, origin: Origin,
     consent_version: str = consent.CURRENT_VERSION, consent_language: str | None = None,
+    list_name: str = consent.LIST_NAME, interval_days: int = consent.INTERVAL_DAYS,
 ) -> list[int]:
     """Record a signup request. What happens depends on the address's state; what the
     caller shows must not (STANDARDS 29). Returns outbox ids to queue after commit.
@@ -126,7 +127,8 @@ def signup(
     event = {
         "event": "signup", "at": now, "ip": origin.ip, "user_agent": (origin.user_agent or "")[:500] or None,
         "form_url": (origin.form_url or "")[:500] or None, "channel": origin.channel,
-        "consent_version": version, "consent_text": consent.consent_text(consent_language or prefs.language, version),
+        "consent_version": version, "consent_text": consent.consent_text(
+            consent_language or prefs.language, version, list_name=list_name, interval_days=interval_days),
         "email_hash": hashed,
     }
     if found is None:

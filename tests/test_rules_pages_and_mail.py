@@ -235,3 +235,33 @@ def test_a_multi_line_impressum_keeps_its_lines_and_the_text_part_stays_short(se
         assert "Stellenwerk GmbH\nHafenstraße 2, 20457 Hamburg\nGeschäftsführung" in text
         long = [line for line in text.splitlines() if len(line) > 78 and "://" not in line]
         assert long == [], long
+
+
+def test_the_interval_and_list_name_configured_are_what_readers_are_told_and_agree_to(settings, smtp, tmp_path, database):
+    """The consent record keeps the wording a reader agreed to (STANDARDS 11): with a weekly
+    list it must not say "every 14 days", on the page, in the record or in the mails."""
+    from newsletter import consent, create_app
+    from newsletter.models import ConsentEvent
+
+    weekly = {"digest_interval_days": 7, "list_name": "Stellenbörse-Newsletter"}
+    own = make_settings(database_url=settings.database_url, smtp_port=smtp.port,
+                        instance_path=str(tmp_path / "pages"), **weekly)
+    app = create_app(own)
+    try:
+        client = app.test_client()
+        page = client.get("/subscribe").get_data(as_text=True)
+        assert "Jede Woche. Jederzeit kündbar. Keine Werbung." in page and "14" not in page
+        assert "den Stellenbörse-Newsletter jede Woche per E-Mail" in page
+        english = client.get("/subscribe?lang=en").get_data(as_text=True)
+        assert "Every week. Cancel any time. No advertising." in english
+    finally:
+        app.extensions["newsletter_db"].dispose()
+    welcome = _welcome_with(settings, smtp, tmp_path, **weekly)
+    [confirmation, _] = smtp.to(EMAIL)
+    assert "neue Stellenangebote jede Woche." in confirmation.part("plain").replace("\r\n", " ")
+    assert "Ab jetzt erhalten Sie jede Woche" in welcome.part("html")
+    with database.session_scope() as session:
+        [event] = session.query(ConsentEvent).filter_by(event="signup").all()
+        assert event.consent_version == consent.CURRENT_VERSION
+        assert event.consent_text == consent.consent_text("de", list_name="Stellenbörse-Newsletter", interval_days=7)
+        assert "jede Woche" in event.consent_text

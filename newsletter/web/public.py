@@ -130,7 +130,8 @@ def _form_context(**extra: Any) -> dict[str, Any]:
 
     lang = str(get_locale() or "de")
     context = {
-        "consent_text": consent.consent_text(lang),
+        "consent_text": consent.consent_text(lang, list_name=settings().list_name,
+                                             interval_days=settings().digest_interval_days),
         "consent_version": consent.CURRENT_VERSION,
         "consent_language": lang,
         "privacy_url": settings().privacy_url,
@@ -168,7 +169,9 @@ def subscribe() -> Response:
         values = {k: _echo(data.get(k)) for k in ("email", "keywords", "location", "language")}
         return _page("subscribe.html", 400, **_form_context(values=values, errors={exc.field: str(exc)}))
     origin = _origin(data)
-    ids = _with_retry(lambda: subscriptions.signup(get_session(), email, prefs, origin, version, consent_language))
+    s = settings()
+    ids = _with_retry(lambda: subscriptions.signup(get_session(), email, prefs, origin, version, consent_language,
+                                                   list_name=s.list_name, interval_days=s.digest_interval_days))
     enqueue_outbox_after_commit(ids)
     return _signup_answer()
 
@@ -408,5 +411,9 @@ def manage() -> Response:
 
 @bp.app_context_processor
 def _page_globals() -> dict[str, Any]:
-    return {"privacy_url": settings().privacy_url, "confirm_hours": int(settings().confirm_max_age_hours),
-            "impressum": settings().impressum}
+    from flask_babel import get_locale
+
+    s = settings()
+    return {"privacy_url": s.privacy_url, "confirm_hours": int(s.confirm_max_age_hours),
+            "impressum": s.impressum, "interval_days": s.digest_interval_days,
+            "every": consent.every(str(get_locale() or "de"), s.digest_interval_days)}
