@@ -441,6 +441,23 @@ def test_an_incomplete_or_unreadable_settings_form_answers_400_and_changes_nothi
     assert _events(database, "preferences_changed") == []
 
 
+@pytest.mark.parametrize("field, value, message", [
+    ("keywords", "x" * 201, "Suchbegriffe: bitte eine Zeile mit höchstens 200 Zeichen."),
+    ("location", "Berlin\nBcc: x@example.org", "Ort: bitte eine Zeile mit höchstens 100 Zeichen."),
+])
+def test_a_settings_error_names_its_field_and_is_tied_to_it(client, database, prefs_path, field, value, message):
+    """As on the signup form: the message says which field, links to it, and the field is
+    marked invalid and described by the message (WCAG 3.3.1)."""
+    data = {"keywords": "Python", "location": "Berlin", "language": "de", field: value}
+    answer = client.post(prefs_path, data=data)
+    html = answer.get_data(as_text=True)
+    assert answer.status_code == 400
+    assert f'<li id="{field}-error"><a href="#{field}">{message}</a></li>' in html
+    [tag] = re.findall(rf'<input id="{field}"[^>]*>', html)
+    assert 'aria-invalid="true"' in tag and f"{field}-error" in re.search(r'aria-describedby="([^"]*)"', tag).group(1)
+    assert find_subscriber(database, EMAIL).keywords == "Python"
+
+
 def test_a_settings_form_with_a_part_not_in_utf8_answers_400_and_changes_nothing(client, database, prefs_path):
     body = b"".join(
         b"--XX\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n%s\r\n" % (name, value)
