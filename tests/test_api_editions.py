@@ -70,6 +70,17 @@ def test_pause_resume_cancel_and_conflicts(client, auth, database, smtp, drain):
     assert client.post(f"/api/v1/editions/{edition}/explode", headers=auth).status_code == 404
 
 
+@pytest.mark.parametrize("body", ['{"dry_run": true}', "[{", "preview please"])
+def test_creating_an_edition_takes_no_options_so_none_is_ignored(client, auth, database, body):
+    """A dry run asked for in the body used to create and send a real edition."""
+    readers(database, 1)
+    client.post("/api/v1/listings", json=[fresh_listing(1)], headers=auth)
+    answer = client.post("/api/v1/editions", data=body, content_type="application/json", headers=auth)
+    assert answer.status_code == 400 and "/api/v1/editions/preview" in answer.get_json()["error"]
+    assert client.get("/api/v1/editions/1", headers=auth).status_code == 404  # none was made
+    assert client.post("/api/v1/editions", json={}, headers=auth).status_code == 202
+
+
 @pytest.mark.parametrize("method, path, status", [
     ("get", "/api/v1/editions/99999999999999999999999", 404),
     ("get", "/api/v1/editions/2147483648", 404),  # past PostgreSQL's integer

@@ -138,6 +138,10 @@ def create_edition() -> Response:
     from .. import digests
     from .extensions import queue_edition_after_commit, settings
 
+    if request.get_data(cache=True).strip() not in (b"", b"{}"):
+        # It takes no options: a body such as {"dry_run": true} must not send for real.
+        return _error(400, "body: this route takes none (it sends an edition now); "
+                           "for what it would send: GET /api/v1/editions/preview", field="body")
     session = get_session()
     try:
         edition = digests.create_edition(session, settings(), "api")
