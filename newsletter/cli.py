@@ -207,6 +207,10 @@ def _print_status(edition_id: int | None) -> None:
     click.echo(f"listings: {edition.listing_count}")
     click.echo(f"created_at: {edition.created_at.isoformat()}Z")
     click.echo(f"trigger: {edition.trigger}")
+    count, last_error = digests.retrying(session, edition.id)
+    click.echo(f"retrying: {count}")
+    if last_error:
+        click.echo(f"last_error: {last_error}")
     from sqlalchemy import func, select
 
     from .models import OperatorAlarm

@@ -261,6 +261,16 @@ def counts(session: Session, edition_id: int) -> dict[str, int]:
     }
 
 
+def retrying(session: Session, edition_id: int) -> tuple[int, str | None]:
+    """How many unfinished deliveries wait for a retry after a failed try, and the latest
+    reason (a relay that cannot be reached shows here, not as an alarm)."""
+    waiting = and_(Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.PENDING,
+                   Delivery.last_error.is_not(None))
+    count = session.scalar(select(func.count()).select_from(Delivery).where(waiting)) or 0
+    last = session.scalar(select(Delivery.last_error).where(waiting).order_by(Delivery.next_attempt_at.desc()).limit(1))
+    return int(count), last
+
+
 def latest(session: Session) -> Edition | None:
     return session.scalar(select(Edition).order_by(Edition.id.desc()).limit(1))
 

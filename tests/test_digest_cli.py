@@ -96,6 +96,25 @@ def test_policy_alarm_shows_in_status(settings, database, smtp):
     assert status["bounced"] == "0"
 
 
+def test_status_shows_deliveries_waiting_for_a_retry_and_why(settings, database):
+    """A relay that cannot be reached raises no alarm (it is temporary); status said only
+    "queued: 2" while every try failed."""
+    from socket import socket
+
+    with socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    own = replace(settings, smtp_port=port)
+    seed(database)
+    edition = lines(run(own, "digest", "send").stdout)["edition"]
+    before = lines(run(own, "digest", "status", edition).stdout)
+    assert before["retrying"] == "0" and "last_error" not in before
+    run(own, "worker", "--burst")
+    status = lines(run(own, "digest", "status", edition).stdout)
+    assert status["queued"] == "2" and status["retrying"] == "2"
+    assert status["last_error"].startswith(f"0 cannot reach 127.0.0.1:{port}")
+
+
 def test_global_send_rate_holds_across_two_workers(settings, database, smtp):
     own = replace(settings, send_rate=10, send_chunk_size=5)
     seed(database, readers=41)
