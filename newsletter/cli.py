@@ -312,7 +312,10 @@ def listings_import(files: tuple[Path, ...]) -> None:
                     fail(f"{file}: a concurrent import collided twice; nothing of this file written")
             except SQLAlchemyError as exc:
                 session.rollback()
-                fail(f"{file}: database error, nothing of this file written: {type(exc).__name__}")
+                from .console import infrastructure_error
+
+                reason = infrastructure_error(exc, settings()) or type(exc).__name__
+                fail(f"{file}: nothing of this file written: {reason}")
         if result is None:
             failed_files += 1
             continue

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -81,6 +82,10 @@ def _without_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
+# SQLite's and PostgreSQL's words for a table that is not there: a database never migrated.
+_NO_SCHEMA = re.compile(r"no such table|relation \S+ does not exist")
+
+
 def infrastructure_error(exc: BaseException, settings: Settings | None = None) -> str | None:
     """One line naming the database, Redis or file that failed us; None for anything else
     (a bug, which keeps its traceback)."""
@@ -92,7 +97,8 @@ def infrastructure_error(exc: BaseException, settings: Settings | None = None) -
     if isinstance(exc, DBAPIError):
         where = f" {_without_password(settings.database_url)}" if settings else ""
         reason = str(exc.orig) if exc.orig is not None else str(exc)
-        return f"the database{where} failed: {_one_line(reason)}"
+        hint = "; run `newsletter db upgrade` first" if _NO_SCHEMA.search(reason) else ""
+        return f"the database{where} failed: {_one_line(reason)}{hint}"
     if isinstance(exc, RedisError):
         where = f" at {_without_password(settings.redis_url)}" if settings else ""
         verb = "does not answer" if isinstance(exc, (RedisConnectionError, RedisTimeoutError)) else "failed"

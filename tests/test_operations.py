@@ -155,6 +155,17 @@ def test_a_database_that_fails_is_one_line(sqlite_settings, tmp_path, args, url,
     assert line.startswith("error: ") and fragment in line
 
 
+@pytest.mark.parametrize("args", [("digest", "status"), ("subscribers", "stats"), ("listings", "import", "feed.json")])
+def test_a_database_never_migrated_says_to_run_db_upgrade(sqlite_settings, tmp_path, args):
+    (tmp_path / "feed.json").write_text(
+        '[{"id": "1", "title": "Koch (m/w/d)", "url": "https://jobs.example.org/1", "published_at": "2026-11-20"}]')
+    env = env_for(replace(sqlite_settings, database_url=f"sqlite:///{tmp_path / 'fresh.db'}"))
+    result = run(env, *args, cwd=tmp_path)
+    assert result.returncode == 1
+    line = one_line(result)
+    assert "no such table" in line and line.endswith("; run `newsletter db upgrade` first"), line
+
+
 def test_db_upgrade_in_a_folder_that_cannot_be_made_is_one_line(sqlite_settings, tmp_path):
     env = env_for(replace(sqlite_settings, database_url="sqlite:////proc/x/y.db"))
     result = run(env, "db", "upgrade", cwd=tmp_path)
