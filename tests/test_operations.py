@@ -166,6 +166,43 @@ def test_a_database_never_migrated_says_to_run_db_upgrade(sqlite_settings, tmp_p
     assert "no such table" in line and line.endswith("; run `newsletter db upgrade` first"), line
 
 
+@pytest.fixture
+def fresh_database_url(backend, tmp_path):  # type: ignore[no-untyped-def]
+    """An empty database of this backend, never migrated."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    import uuid
+
+    from sqlalchemy import create_engine, make_url, text
+
+    from tests.conftest import PG_ADMIN_URL
+
+    name = f"newsletter_fresh_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_db_upgrade_run_by_several_hosts_at_once_succeeds_everywhere(sqlite_settings, tmp_path, fresh_database_url):
+    """Web and worker containers each running `db upgrade` at start, on a new database:
+    one migrates, the others wait for it and find nothing left to do."""
+    env = env_for(replace(sqlite_settings, database_url=fresh_database_url))
+    runs = [subprocess.Popen([NEWSLETTER, "db", "upgrade"], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    results = [(run.wait(timeout=120), run.stderr.read()) for run in runs]
+    assert [code for code, _ in results] == [0, 0, 0], results
+    for run in runs:
+        run.stdout.close()
+        run.stderr.close()
+
+
 def test_db_upgrade_in_a_folder_that_cannot_be_made_is_one_line(sqlite_settings, tmp_path):
     env = env_for(replace(sqlite_settings, database_url="sqlite:////proc/x/y.db"))
     result = run(env, "db", "upgrade", cwd=tmp_path)
