@@ -83,10 +83,14 @@ def subscribers_import(file: Path) -> None:
     from .subscriber_import import CsvError, import_csv
     from .web.extensions import enqueue_outbox_after_commit
 
+    from .listing_formats import FeedError, decode
+
     try:
-        text = file.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        fail(f"{file}: cannot read: {exc}")
+        text = decode(file.read_bytes())  # the listings import's reading: same BOM and error
+    except OSError as exc:
+        fail(f"{file}: cannot read: {exc.strerror or exc}")
+    except FeedError as exc:
+        fail(f"{file}: cannot import: {exc}")
     session = get_session()
     try:
         report = import_csv(session, text, source=file.name)

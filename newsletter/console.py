@@ -120,8 +120,10 @@ def run_group(group: click.Group, args: list[str]) -> None:
         sys.exit(exc.exit_code)
     except click.UsageError as exc:
         where = exc.ctx.command_path if exc.ctx is not None else "newsletter"
-        message = _one_line(exc.format_message()).rstrip(".")
-        fail(f"{message}. See '{where} --help'.", code=exc.exit_code)
+        message = _one_line(exc.format_message())
+        if not message.endswith((".", "?", "!")):
+            message += "."
+        fail(f"{message} See '{where} --help'.", code=exc.exit_code)
     except click.ClickException as exc:
         fail(_one_line(exc.format_message()), code=exc.exit_code)
     except click.Abort:  # Ctrl-C outside the worker and scheduler (they stop cleanly)

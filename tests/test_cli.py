@@ -191,6 +191,15 @@ def test_an_import_with_a_header_we_do_not_know_takes_nothing(settings, database
     assert stats(settings)["pending"] == 0 and smtp.messages == []
 
 
+def test_an_import_that_is_not_utf8_names_the_byte_and_line_as_the_listings_import_does(settings, tmp_path):
+    path = tmp_path / "list.csv"
+    path.write_bytes("email,keywords\nanna@example.org,München\n".encode("latin-1"))
+    result = run(settings, "subscribers", "import", str(path))
+    assert result.returncode == 1
+    assert result.stderr.strip() == (f"error: {path}: cannot import: not UTF-8 text (byte 0xfc on line 2, "
+                                     "offset 33); convert the file to UTF-8")
+
+
 def test_an_import_with_a_field_over_the_csv_limit_is_one_line_and_takes_nothing(settings, tmp_path):
     path = tmp_path / "list.csv"
     path.write_text("email,keywords\nfirst@example.org,Python\nbig@example.org," + "d" * 200_000 + "\n")

@@ -320,6 +320,7 @@ def test_links_on_an_idn_host_are_kept_ascii_and_templates_keep_their_placeholde
     (("worker", "extra"), "extra"),
     (("digest", "status", "abc"), "abc"),
     (("--bogus", "subscribers", "stats"), "--bogus"),
+    (("worker", "--brust"), "Did you mean '--burst'? See 'newsletter worker --help'."),
 ])
 def test_a_usage_error_is_one_line(sqlite_settings, tmp_path, args, fragment):
     result = run(env_for(sqlite_settings), *args, cwd=tmp_path)
