@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -188,7 +188,31 @@ def clean_url(value: object) -> str:
         parts.port  # noqa: B018 - raises on a port that is not a number in range
     except ValueError:
         raise InvalidInput("url", "url: invalid port") from None
-    return raw
+    if raw.isascii():
+        return raw
+    url = _ascii_url(parts)
+    if len(url) > MAX_URL:
+        raise InvalidInput("url", f"url: at most {MAX_URL} characters once percent-encoded (got {len(url)})")
+    return url
+
+
+def _ascii_url(parts: SplitResult) -> str:
+    """The link in ASCII: an IDN host as A-labels, other characters percent-encoded as
+    UTF-8. Text mail clients end a link at the first character that is not ASCII."""
+    import idna
+
+    host = parts.hostname or ""
+    if not host.isascii():
+        try:
+            host = idna.encode(host, uts46=True).decode("ascii")
+        except idna.IDNAError:
+            raise InvalidInput("url", "url: has no valid host") from None
+    netloc = host + (f":{parts.port}" if parts.port is not None else "")
+
+    def encoded(text: str) -> str:
+        return "".join(c if c.isascii() else quote(c, safe="") for c in text)
+
+    return urlunsplit((parts.scheme, netloc, encoded(parts.path), encoded(parts.query), encoded(parts.fragment)))
 
 
 def parse_time(name: str, value: object, end_of_day: bool = False) -> datetime | None:

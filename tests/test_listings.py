@@ -209,6 +209,19 @@ def test_a_lone_surrogate_in_a_field_rejects_that_row_only(settings, database, t
     assert sorted(listings(database)) == ["job-1"]
 
 
+def test_a_link_that_is_not_ascii_is_stored_as_an_ascii_link(settings, database, tmp_path):
+    """Text mail clients end a link at its first character that is not ASCII."""
+    path = jsonl(tmp_path / "feed.jsonl", [row(1, url="https://jöbs.example/stellen/straße?q=ä&ort=Köln#top")])
+    result = run_import(settings, path)
+    assert result.returncode == 0, result.stderr
+    assert listings(database)["job-1"].url == (
+        "https://xn--jbs-sna.example/stellen/stra%C3%9Fe?q=%C3%A4&ort=K%C3%B6ln#top")
+    long = jsonl(tmp_path / "long.jsonl", [row(2, url="https://jobs.example.org/" + "ü" * 400)])
+    result = run_import(settings, long)  # 425 characters typed, 2425 encoded: over the column
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith("url: at most 2000 characters once percent-encoded (got 2425)")
+
+
 # -- upsert ----------------------------------------------------------------------------------
 
 def test_second_import_updates_changed_rows_and_leaves_identical_ones(settings, database, tmp_path):
