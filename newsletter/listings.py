@@ -52,6 +52,7 @@ YEARS = range(2000, 2101)  # a job listing outside these years is a broken feed
 # Control characters (C0 except the line breaks handled first, DEL, C1), the Unicode
 # bidi overrides and isolates (they reorder text on screen) and stray BOMs.
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+_LINE_BREAK = re.compile(r"[\r\n\x0b\x0c\x85\u2028\u2029]")
 _STRIP = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ufeff]")
 _LINE_BREAKS = re.compile(r"\r\n|[\r\n\x0b\x0c\x85\u2028\u2029]")
 _ENCODED_WORD = re.compile(r"=\?[^?]*\?[bBqQ]\?", re.ASCII)
@@ -118,6 +119,8 @@ def clean_line(name: str, value: object, max_length: int, required: bool = False
     raw = _text(name, value)
     if _ENCODED_WORD.search(raw):
         raise InvalidInput(name, f"{name}: '=?' encoded words are not allowed")
+    if _LINE_BREAK.search(raw):  # STANDARDS 27: CR/LF in listing data is refused, not tidied
+        raise InvalidInput(name, f"{name}: line breaks are not allowed in a single-line field")
     text = " ".join(_STRIP.sub("", unicodedata.normalize("NFC", raw)).split())
     if required and not text:
         raise InvalidInput(name, f"{name}: missing")

@@ -147,11 +147,13 @@ def test_post_listings_keeps_good_rows_and_names_bad_ones(client, database, toke
     response = client.post("/api/v1/listings", json=body, headers=auth(token))
     assert response.status_code == 200
     assert response.get_json() == {
-        "added": 2,
+        "added": 1,
         "updated": 0,
         "unchanged": 0,
         "rejected": [
             {"index": 1, "id": "job-2", "reason": "url: only absolute http and https links are allowed (got 'javascript')"},
+            # STANDARDS 27: CR/LF in listing data is refused, not tidied into the title.
+            {"index": 2, "id": "job-3", "reason": "title: line breaks are not allowed in a single-line field"},
             {"index": 3, "id": None, "reason": "id: missing"},
             {"index": 4, "id": "job-5", "reason": "published_at: no such date: 2026-02-30"},
             {"index": 5, "id": None, "reason": "listing: expected a JSON object"},
@@ -159,13 +161,13 @@ def test_post_listings_keeps_good_rows_and_names_bad_ones(client, database, toke
         ],
     }
     listings = stored(database)
-    assert sorted(listings) == ["job-1", "job-3"]
-    assert listings["job-3"].title == "Altenpfleger (m/w/d)"
+    assert sorted(listings) == ["job-1"]
     assert listings["job-1"].title == "Pflegefachkraft 1 (m/w/d)"
 
-    again = client.post("/api/v1/listings", json=[row(1), row(3, title="Altenpfleger (m/w/d) Nachtdienst")],
-                        headers=auth(token))
-    assert again.get_json() == {"added": 0, "updated": 1, "unchanged": 1, "rejected": []}
+    again = client.post("/api/v1/listings", json=[row(1), row(3, title="Altenpfleger (m/w/d)")], headers=auth(token))
+    assert again.get_json() == {"added": 1, "updated": 0, "unchanged": 1, "rejected": []}
+    updated = client.post("/api/v1/listings", json=[row(3, title="Altenpfleger (m/w/d) Nachtdienst")], headers=auth(token))
+    assert updated.get_json() == {"added": 0, "updated": 1, "unchanged": 0, "rejected": []}
 
 
 @pytest.mark.parametrize(

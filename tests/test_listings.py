@@ -270,17 +270,18 @@ def test_hostile_rows_are_named_by_line_and_field_and_good_rows_kept(settings, d
         row(9, valid_through="2026-11-01"),                                      # line 9
         row(10, id="x" * 101),                                                   # line 10
         row(11, title="=?utf-8?b?QmNjOiB2aWN0aW1AZXhhbXBsZS5vcmc=?="),          # line 11
-        row(12, title="Senior\r\nBcc: victim@example.org\x00\x07 Entwickler\t(m/w/d)"),  # line 12 ok, cleaned
+        row(12, title="Senior\r\nBcc: victim@example.org Entwickler (m/w/d)"),  # line 12
         row(13, url="https://jobs.example.org/stellen/13\r\nX-Injected: 1"),     # line 13
         row(14, url="/stellen/14"),                                              # line 14
         row(15, published_at="gestern"),                                         # line 15
-        row(16, company="\u202eHbmG evil\u202c Muster GmbH", location="Köln\nDeutz"),  # line 16 ok, cleaned
+        row(16, company="\u202eHbmG\x00 evil\u202c\x07 Muster\tGmbH", location="Köln"),  # line 16 ok, cleaned
         row(17, url='https://jobs.example.org/"><script>alert(1)</script>'),   # line 17
+        row(18, location="Köln\u2028Deutz"),                                    # line 18
     ]
     path = jsonl(tmp_path / "hostile.jsonl", rows)
     result = run_import(settings, path)
     assert result.returncode == 1
-    assert counts(result) == {"added": 3, "updated": 0, "unchanged": 0, "rejected": 14}
+    assert counts(result) == {"added": 2, "updated": 0, "unchanged": 0, "rejected": 16}
     assert result.stderr.splitlines() == [
         f"{path}: line 2: url: only absolute http and https links are allowed (got 'javascript')",
         f"{path}: line 3: url: only absolute http and https links are allowed (got 'ftp')",
@@ -292,16 +293,17 @@ def test_hostile_rows_are_named_by_line_and_field_and_good_rows_kept(settings, d
         f"{path}: line 9: valid_through: lies before published_at",
         f"{path}: line 10: id: at most 100 characters (got 101)",
         f"{path}: line 11: title: '=?' encoded words are not allowed",
+        f"{path}: line 12: title: line breaks are not allowed in a single-line field",
         f"{path}: line 13: url: spaces and control characters are not allowed",
         f"{path}: line 14: url: only absolute http and https links are allowed",
         f"{path}: line 15: published_at: not an ISO 8601 date or date-time: 'gestern'",
         f"{path}: line 17: url: the character '\"' must be percent-encoded",
+        f"{path}: line 18: location: line breaks are not allowed in a single-line field",
     ]
     stored = listings(database)
-    assert sorted(stored) == ["job-1", "job-12", "job-16"]
-    # Line breaks and control characters never reach the database (nor a header later).
-    assert stored["job-12"].title == "Senior Bcc: victim@example.org Entwickler (m/w/d)"
-    assert (stored["job-16"].company, stored["job-16"].location) == ("HbmG evil Muster GmbH", "Köln Deutz")
+    assert sorted(stored) == ["job-1", "job-16"]
+    # Line breaks are refused (STANDARDS 27); other control characters are dropped.
+    assert (stored["job-16"].company, stored["job-16"].location) == ("HbmG evil Muster GmbH", "Köln")
 
 
 def test_three_good_and_two_bad_csv_rows_add_exactly_three(settings, database, tmp_path):
