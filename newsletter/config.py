@@ -176,21 +176,17 @@ def _ascii_mailbox(name: str, value: str) -> str:
     Message-ID, VERP and List-Id all take the domain from here, and none of them may carry
     anything else. A local part that is not ASCII would need SMTPUTF8 at every relay on the
     way to every reader, so it is refused."""
-    from email_validator import EmailNotValidError, validate_email
-
     display, addr = parseaddr(value)
     if "\r" in value or "\n" in value or "@" not in addr:
         raise ConfigError(f"{name}: expected an address like 'Jobs <news@example.org>', got {value!r}")
     local, _, domain = addr.rpartition("@")
     try:
         Address(display, local, domain)
-        if not local.isascii():
-            raise ValueError(f"the part before the @ must be ASCII, got {local!r}")
-        ascii_domain = validate_email(
-            addr, check_deliverability=False, globally_deliverable=False, allow_smtputf8=False
-        ).ascii_domain
-    except (ValueError, IndexError, EmailNotValidError) as exc:
+    except (ValueError, IndexError) as exc:
         raise ConfigError(f"{name}: {exc}") from None
+    if not local.isascii():
+        raise ConfigError(f"{name}: the part before the @ must be ASCII, got {local!r}")
+    ascii_domain = _ascii_domain(name, domain)
     if ascii_domain == domain:
         return value
     head, _, tail = value.rpartition("@" + domain)
@@ -217,11 +213,15 @@ def _ascii_url(name: str, url: str, keep: str = "") -> str:
     parts = urlsplit(url)
     host = parts.hostname or ""
     netloc = parts.netloc
-    if not host.isascii():
-        ascii_host = _ascii_domain(name, host)
-        netloc = netloc.rpartition("@")[0] + "@" if "@" in netloc else ""
-        netloc += ascii_host + (f":{parts.port}" if parts.port is not None else "")
     safe = "/%:@!$&'()*+,;=-._~" + keep
+    if not netloc.isascii():
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise ConfigError(f"{name}: invalid port ({exc}), got {url!r}") from None
+        userinfo = netloc.rpartition("@")[0]
+        netloc = quote(userinfo, safe="%:!$&'()*+,;=-._~") + "@" if "@" in parts.netloc else ""
+        netloc += _ascii_domain(name, host) + (f":{port}" if port is not None else "")
     return urlunsplit((parts.scheme, netloc, quote(parts.path, safe=safe),
                        quote(parts.query, safe=safe + "?"), quote(parts.fragment, safe=safe + "?")))
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from .config import Settings
 from .db import Database
@@ -233,6 +234,8 @@ class ChunkSender:
                         variant, recipient, self.tokens.preferences(reader.public_id),
                         self.tokens.unsubscribe(reader.public_id), feedback_id, utf8=not recipient.isascii(),
                     )
+                except SQLAlchemyError:
+                    raise  # the database, not the mail: the job fails and the lease hands it on
                 except Exception as exc:  # noqa: BLE001 - any fault of ours in building it: see MailBuildError
                     raise MailBuildError(f"edition {edition_id}: {type(exc).__name__}: {exc}") from exc
                 if self.rate is not None:

@@ -239,7 +239,7 @@ def tick(session: Session, settings: Settings, now: datetime | None = None) -> E
     try:
         edition = create_edition(session, settings, "schedule", period=slot, now=now)
         savepoint.commit()
-    except IntegrityError:
+    except (IntegrityError, EditionError):  # another host made it, or one is open
         savepoint.rollback()
         return None
     return edition

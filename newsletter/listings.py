@@ -210,6 +210,8 @@ def _ascii_url(parts: SplitResult) -> str:
             host = idna.encode(host, uts46=True).decode("ascii")
         except idna.IDNAError:
             raise InvalidInput("url", "url: has no valid host") from None
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal: hostname dropped its brackets
     netloc = host + (f":{parts.port}" if parts.port is not None else "")
 
     def encoded(text: str) -> str:

@@ -116,7 +116,9 @@ def wrap_text(text: str) -> str:
         if len(line) <= TEXT_WIDTH or "://" in line:
             out.append(line)
         else:
-            out.extend(textwrap.wrap(line, TEXT_WIDTH, break_long_words=False, break_on_hyphens=False) or [""])
+            indent = line[: len(line) - len(line.lstrip())]  # a listing's indented lines stay indented
+            out.extend(textwrap.wrap(line.lstrip(), TEXT_WIDTH, initial_indent=indent, subsequent_indent=indent,
+                                     break_long_words=False, break_on_hyphens=False) or [""])
     return "\n".join(out)
 
 

@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 CONFIRM = "confirm"
 WELCOME = "welcome"
 MANAGE = "manage"
+# A mail_build alarm is raised at most once in this long (see _send).
+ALARM_QUIET = timedelta(minutes=10)
 
 # Which subscriber states each kind of mail may still go to when its turn comes.
 _ALLOWED = {
@@ -154,7 +156,11 @@ def _send(
     except MailBuildError as exc:
         log.exception("could not build a mail (operator action needed)")
         with database.session_scope() as session:
-            session.add(OperatorAlarm(kind=MailBuildError.ALARM, message=str(exc)[:1000]))
+            # One alarm for a burst: a missing DKIM key fails every mail, each on every try.
+            recent = session.scalar(select(OperatorAlarm.id).where(
+                OperatorAlarm.kind == MailBuildError.ALARM, OperatorAlarm.at > utcnow() - ALARM_QUIET).limit(1))
+            if recent is None:
+                session.add(OperatorAlarm(kind=MailBuildError.ALARM, message=str(exc)[:1000]))
         return _retry_or_give_up(database, settings, message_id, attempts, created_at, str(exc))
     except TemporaryError as exc:
         return _retry_or_give_up(database, settings, message_id, attempts, created_at, str(exc))

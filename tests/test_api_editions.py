@@ -101,3 +101,4 @@ def test_every_api_error_is_json_never_a_page_or_a_500(client, auth, method, pat
 def test_openapi_describes_the_edition_routes(client, auth):
     spec = client.get("/api/v1/openapi.json", headers=auth).get_json()
     assert {"/editions", "/editions/preview", "/editions/{id}", "/editions/{id}/{action}", "/listings"} <= set(spec["paths"])
+    assert {"202", "400", "401", "409"} <= set(spec["paths"]["/editions"]["post"]["responses"])

@@ -138,13 +138,14 @@ def test_a_mail_that_cannot_be_built_is_retried_with_an_alarm_not_crashed_on(set
             SimpleWorker(list(queues.ALL), connection=ctx.redis).work(burst=True, with_scheduler=False)
 
         key.file.unlink()
-        assert signup(app.test_client(), "reader@example.org").status_code == 200
+        for address in ("reader@example.org", "second@example.org"):
+            assert signup(app.test_client(), address).status_code == 200
         work()
         assert smtp.messages == []
-        [row] = outbox_rows(database)
-        assert row.status == "pending" and "dkim.key" in (row.last_error or "")
+        rows = outbox_rows(database)
+        assert [r.status for r in rows] == ["pending", "pending"] and all("dkim.key" in (r.last_error or "") for r in rows)
         with database.session_scope() as session:
-            [alarm] = session.scalars(select(OperatorAlarm))
+            [alarm] = session.scalars(select(OperatorAlarm))  # one for the burst, not one per mail
             assert alarm.kind == "mail_build" and "dkim.key" in alarm.message
 
         DkimKey(tmp_path)  # the operator puts a key back
@@ -152,7 +153,11 @@ def test_a_mail_that_cannot_be_built_is_retried_with_an_alarm_not_crashed_on(set
         while not smtp.messages and time.monotonic() < deadline:
             time.sleep(0.5)  # the retry waits in RQ's scheduler, run by a burst worker at its start
             SimpleWorker(list(queues.ALL), connection=ctx.redis).work(burst=True, with_scheduler=True)
-        assert [m.rcpt_tos[0] for m in smtp.messages] == ["reader@example.org"]
+        deadline = time.monotonic() + 30
+        while len(smtp.messages) < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            SimpleWorker(list(queues.ALL), connection=ctx.redis).work(burst=True, with_scheduler=True)
+        assert sorted(m.rcpt_tos[0] for m in smtp.messages) == ["reader@example.org", "second@example.org"]
     finally:
         app.extensions["newsletter_db"].dispose()
         ctx.database.dispose()

@@ -103,6 +103,9 @@ def test_a_due_edition_waits_while_the_last_one_is_paused_then_gets_its_listings
 def test_two_schedulers_ticking_at_once_make_one_edition(database, settings):
     own = replace(settings, digest_first="2026-01-06T08:00")
     now = utc("2026-01-06T08:00")
+    with database.session_scope() as session:  # a reader, so that the edition stays open (sending)
+        add_listing(session, 1, "Koch (m/w/d)", hours_ago=(utcnow() - now).total_seconds() / 3600 + 1)
+        add_reader(session, "tick@example.org")
     results: list[object] = []
     barrier = threading.Barrier(4)
 

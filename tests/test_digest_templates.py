@@ -392,3 +392,15 @@ def test_german_subject_survives_the_wire(renderer, settings):
     assert b"f\xc3\xbcr" not in subject_header
     msg = message_from_bytes(raw, policy=policy.default)
     assert msg["Subject"] == "12 neue Jobs für Sie"
+
+
+def test_wrapping_a_long_indented_line_keeps_its_indent():
+    """A digest's listing lines are indented; wrapped, they must stay in their block."""
+    from newsletter.mail import wrap_text
+
+    line = "    " + "Softwareentwickler:in " * 4 + "(Berlin)"
+    wrapped = wrap_text(f"{line}\nhttps://jobs.example.org/{'x' * 90}")
+    lines = wrapped.split("\n")
+    assert all(part.startswith("    ") and len(part) <= 76 for part in lines[:-1])
+    assert " ".join(part.strip() for part in lines[:-1]) == line.strip()
+    assert lines[-1].startswith("https://")  # a link is never broken

@@ -216,6 +216,9 @@ def test_a_link_that_is_not_ascii_is_stored_as_an_ascii_link(settings, database,
     assert result.returncode == 0, result.stderr
     assert listings(database)["job-1"].url == (
         "https://xn--jbs-sna.example/stellen/stra%C3%9Fe?q=%C3%A4&ort=K%C3%B6ln#top")
+    v6 = jsonl(tmp_path / "v6.jsonl", [row(3, url="http://[2001:db8::1]:8080/stellen/ä")])
+    assert run_import(settings, v6).returncode == 0
+    assert listings(database)["job-3"].url == "http://[2001:db8::1]:8080/stellen/%C3%A4"
     long = jsonl(tmp_path / "long.jsonl", [row(2, url="https://jobs.example.org/" + "ü" * 400)])
     result = run_import(settings, long)  # 425 characters typed, 2425 encoded: over the column
     assert result.returncode == 1

@@ -310,6 +310,20 @@ def test_links_on_an_idn_host_are_kept_ascii_and_templates_keep_their_placeholde
     assert s.board_search_url == "https://xn--jobbrse-d1a.de/suche?q={keywords}&ort={location}&f%C3%BCr=alle"
     with pytest.raises(ConfigError, match="^NEWSLETTER_BASE_URL: "):
         load_settings(env | {"NEWSLETTER_BASE_URL": "https://jobbörse..de"}, dotenv_path=None)
+    for bad in ("http://bücher.test:99999/", "http://bücher.test:abc/"):
+        with pytest.raises(ConfigError, match="^NEWSLETTER_BASE_URL: invalid port"):
+            load_settings(env | {"NEWSLETTER_BASE_URL": bad}, dotenv_path=None)
+    userinfo = load_settings(env | {"NEWSLETTER_BOARD_URL": "https://gast:pässe@jobbörse.de"}, dotenv_path=None)
+    assert userinfo.board_url == "https://gast:p%C3%A4sse@xn--jobbrse-d1a.de"
+
+
+@pytest.mark.parametrize("sender", ["n@localhost", "Jobs <n@mail.local>", "Jobs <n@jobs.test>", '"news letter"@example.org'])
+def test_a_sender_on_a_local_or_test_domain_still_starts(tmp_path, sender):
+    """Development and staging relays use such domains; only production asks for real ones."""
+    from newsletter.config import load_settings
+
+    s = load_settings({"NEWSLETTER_MAIL_FROM": sender, "NEWSLETTER_INSTANCE_PATH": str(tmp_path)}, dotenv_path=None)
+    assert s.mail_from == sender
 
 
 # -- 6. usage errors ------------------------------------------------------------------------

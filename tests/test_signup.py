@@ -693,6 +693,15 @@ def test_a_percent_encoded_form_not_in_utf8_answers_400_and_stores_nothing(clien
     assert _subscribers(database) == 0 and smtp.messages == []
 
 
+def test_a_utf8_form_with_raw_bytes_and_escapes_together_is_read(client, database):
+    """curl --data sends UTF-8 raw; a field escaped next to it is UTF-8 too."""
+    body = "email=r%40example.org&keywords=K%C3%BCche&location=München".encode()
+    answer = client.post("/subscribe", data=body, content_type="application/x-www-form-urlencoded")
+    assert answer.status_code == 200
+    [sub] = all_rows(database, Subscriber)
+    assert (sub.keywords, sub.location) == ("Küche", "München")
+
+
 def test_a_percent_sign_typed_in_a_field_is_kept(client, database):
     answer = client.post("/subscribe", data={"email": "p@example.org", "keywords": "100%FC Remote, Gehalt 80%"})
     assert answer.status_code == 200

@@ -103,7 +103,7 @@ def _form() -> dict[str, Any]:
 
 def _utf8_form(raw: bytes) -> bool:
     try:
-        parse_qsl(raw.decode("ascii"), keep_blank_values=True, encoding="utf-8", errors="strict")
+        parse_qsl(raw.decode("utf-8"), keep_blank_values=True, encoding="utf-8", errors="strict")
     except (UnicodeDecodeError, ValueError):
         return False
     return True
