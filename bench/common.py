@@ -142,3 +142,13 @@ def claimed_redis(server: str, label: str, prefer: int) -> Iterator[RedisDb]:
             _release(lock, f"{REDIS_CLAIM_KEY}:{number}", token)
         client.close()
         lock.close()
+
+
+# Production refuses the built-in example operator; the bench brings its own.
+BENCH_OPERATOR = {
+    "impressum": "Bench Jobs GmbH, Prüfstraße 1, 10115 Berlin. HRB 1.",
+    "mail_from": "Bench Jobs <newsletter@bench.example.org>",
+    "privacy_url": "https://bench.example.org/datenschutz",
+    "board_url": "https://bench.example.org",
+    "board_search_url": "https://bench.example.org/suche?q={keywords}&ort={location}",
+}

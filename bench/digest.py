@@ -78,7 +78,15 @@ from urllib.parse import urlsplit
 
 import digest_data
 import digest_sink
-from common import BenchError, claimed_redis, free_port, postgres_database, stop_on_sigterm, venv_script
+from common import (
+    BENCH_OPERATOR,
+    BenchError,
+    claimed_redis,
+    free_port,
+    postgres_database,
+    stop_on_sigterm,
+    venv_script,
+)
 
 TARGET_RATIO = 0.6
 TARGET_RSS_MB = 80.0
@@ -163,8 +171,8 @@ def make_settings(tmp: Path, database_url: str, redis_url: str, smtp_port: int, 
         "smtp_port": smtp_port,
         "base_url": "https://newsletter.example.org",
         "secret_key": secrets.token_urlsafe(48),
-        "mail_from": "Jobs-Newsletter <newsletter@jobs.example.org>",
         "instance_path": str(tmp / "instance"),
+        **BENCH_OPERATOR,  # production refuses the built-in example operator
     }
     if chunk_size:
         overrides["send_chunk_size"] = chunk_size

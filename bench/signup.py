@@ -67,7 +67,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import BenchError, claimed_redis, free_port, postgres_database, stop_on_sigterm, venv_script
+from common import (
+    BENCH_OPERATOR,
+    BenchError,
+    claimed_redis,
+    free_port,
+    postgres_database,
+    stop_on_sigterm,
+    venv_script,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 HELLO_PATH = "/bench/hello"  # registered by bench/signup_app.py
@@ -261,6 +269,7 @@ def server_environment(tmp: Path, database_url: str, redis_url: str) -> dict[str
         NEWSLETTER_ENV="production",
         NEWSLETTER_BASE_URL="https://newsletter.example.org",
         NEWSLETTER_SECRET_KEY=secrets.token_urlsafe(48),
+        **{f"NEWSLETTER_{k.upper()}": v for k, v in BENCH_OPERATOR.items()},
         NEWSLETTER_DATABASE_URL=database_url,
         NEWSLETTER_REDIS_URL=redis_url,
         NEWSLETTER_SIGNUP_RATE_LIMIT=RATE_LIMIT,
