@@ -69,6 +69,8 @@ def _next(reader, line: int) -> list[str] | None:  # type: ignore[no-untyped-def
 def import_csv(session: Session, text: str, source: str = "import") -> ImportReport:
     """Import the CSV `text`; the caller commits and then queues report.outbox_ids."""
     report = ImportReport()
+    if not text.strip():
+        raise CsvError("the file is empty")
     reader = csv.reader(io.StringIO(text))
     columns = [c.strip() for c in _next(reader, 1) or []]
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]

@@ -171,20 +171,23 @@ def test_post_listings_keeps_good_rows_and_names_bad_ones(client, database, toke
 
 
 @pytest.mark.parametrize(
-    "data, content_type",
+    "data, content_type, reason",
     [
-        (json.dumps({"id": "job-1"}), "application/json"),
-        (json.dumps("job-1"), "application/json"),
-        ("[{", "application/json"),
-        (b"\xff\xfe[", "application/json"),
-        ("id=job-1", "application/x-www-form-urlencoded"),
+        (json.dumps({"id": "job-1"}), "application/json", "expected a JSON array of listings"),
+        (json.dumps("job-1"), "application/json", "expected a JSON array of listings"),
+        ("[{", "application/json", "not valid JSON (Expecting property name enclosed in double quotes"),
+        (b"\xff\xfe[", "application/json", "not valid JSON ("),
+        ("[" * 100_000, "application/json", "not valid JSON (JSON nested too deeply)"),
+        ("id=job-1", "application/x-www-form-urlencoded", "not valid JSON (Expecting value"),
     ],
 )
-def test_a_body_that_is_not_an_array_is_400(client, database, token, data, content_type):
+def test_a_body_that_is_not_an_array_is_400(client, database, token, data, content_type, reason):
+    """The answer says which: JSON that cannot be read, or JSON that is no array."""
     response = client.post("/api/v1/listings", data=data, content_type=content_type,
                            headers={**auth(token), "Accept": "text/html"})
     assert response.status_code == 400
-    assert response.get_json() == {"error": "body: expected a JSON array of listings", "field": "body"}
+    body = response.get_json()
+    assert body["field"] == "body" and body["error"].startswith(f"body: {reason}"), body
     assert stored(database) == {}
 
 

@@ -200,6 +200,14 @@ def test_an_import_that_is_not_utf8_names_the_byte_and_line_as_the_listings_impo
                                      "offset 33); convert the file to UTF-8")
 
 
+def test_an_empty_import_file_says_so(settings, tmp_path):
+    path = tmp_path / "list.csv"
+    path.write_text(" \n")
+    result = run(settings, "subscribers", "import", str(path))
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: {path}: cannot import, nothing written: the file is empty"
+
+
 def test_an_import_with_a_field_over_the_csv_limit_is_one_line_and_takes_nothing(settings, tmp_path):
     path = tmp_path / "list.csv"
     path.write_text("email,keywords\nfirst@example.org,Python\nbig@example.org," + "d" * 200_000 + "\n")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
 
@@ -27,6 +27,10 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_BODY = 4 * 1024 * 1024
 MAX_ITEMS = 5000
 REALM = 'Bearer realm="newsletter-api"'
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:200]
 
 
 def _error(status: int, message: str, **extra: Any) -> Response:
@@ -75,7 +79,10 @@ def _http_error(exc: HTTPException) -> Response:
 @bp.post("/listings")
 def post_listings() -> Response:
     """Upsert an array of listings; the good rows are kept, the bad ones named."""
-    body = request.get_json(force=True, silent=True)
+    try:
+        body = current_app.json.loads(request.get_data(cache=True))
+    except ValueError as exc:  # also a body that is not UTF-8, or nested past the parser
+        return _error(400, f"body: not valid JSON ({_one_line(str(exc))})", field="body")
     if not isinstance(body, list):
         return _error(400, "body: expected a JSON array of listings", field="body")
     if len(body) > MAX_ITEMS:
