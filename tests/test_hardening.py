@@ -172,6 +172,20 @@ def test_inbox_without_slash_never_redirects_to_the_host_header(demo_client, dat
         assert "No mail yet" in answer.get_data(as_text=True)
 
 
+def test_the_demos_send_button_pressed_again_while_an_edition_sends_says_so(demo_client, database):
+    """One edition at a time: the second press is refused with the reason, not a 500."""
+    from newsletter.models import Listing, Subscriber, email_hash, utcnow
+
+    with database.session_scope() as session:
+        session.add(Listing(external_id="d-1", title="Koch (m/w/d)", url="https://jobs.example.org/d-1",
+                            published_at=utcnow()))
+        session.add(Subscriber(email="d@example.org", email_hash=email_hash("d@example.org"), status="confirmed"))
+    assert demo_client.post("/dev/inbox/send-edition").status_code == 303
+    again = demo_client.post("/dev/inbox/send-edition")
+    assert again.status_code == 409
+    assert "edition 1 is still sending" in again.get_data(as_text=True)
+
+
 def test_inbox_is_not_there_without_demo(client, database):
     assert client.get("/dev/inbox").status_code == 404
     assert client.get("/dev/inbox/").status_code == 404

@@ -34,20 +34,29 @@ def _entry_or_404(key: str):  # type: ignore[no-untyped-def]
 # build an absolute Location from the Host header, whatever host the request names.
 @bp.get("/", strict_slashes=False)
 def index() -> str:
+    return _inbox(created=request.args.get("created"))
+
+
+def _inbox(**extra: object) -> str:
     session = get_session()
     latest = digests.latest(session)
     return render_template(
         "inbox.html", entries=list_entries(settings().instance_path), latest=latest,
         counts=digests.counts(session, latest.id) if latest else None,
-        preview=digests.preview(session, settings()), created=request.args.get("created"),
+        preview=digests.preview(session, settings()), **extra,
     )
 
 
 @bp.post("/send-edition")
-def send_edition() -> Response:
-    """The demo's "send an edition now": what `newsletter digest send` does."""
+def send_edition() -> Response | tuple[str, int]:
+    """The demo's "send an edition now": what `newsletter digest send` does, refused the
+    same way while an edition is still sending or paused."""
     session = get_session()
-    edition = digests.create_edition(session, settings(), "demo")
+    try:
+        edition = digests.create_edition(session, settings(), "demo")
+    except digests.EditionError as exc:
+        session.rollback()
+        return _inbox(refused=str(exc)), 409
     session.commit()
     queue_edition_after_commit(edition.id)
     return redirect(url_for("inbox.index", created=edition.id), code=303)  # type: ignore[return-value]
