@@ -64,14 +64,15 @@ def secure_relay(ca, request) -> Iterator[tuple[Handler, int, str]]:  # type: ig
     controller.stop()
 
 
+def _relay_settings(port: int, mode: str, ca, username: str, password: str):  # type: ignore[no-untyped-def]
+    return make_settings(smtp_port=port, smtp_security=mode, smtp_username=username, smtp_password=password,
+                         smtp_ca_file=str(ca[1]), smtp_timeout_seconds=5)
+
+
 @pytest.mark.parametrize("secure_relay", ["starttls", "tls"], indirect=True)
 def test_secured_and_authenticated_relay_accepts_mail(secure_relay, ca):
     handler, port, mode = secure_relay
-    settings = make_settings(
-        smtp_port=port, smtp_security=mode, smtp_username="relay-user", smtp_password="s3cret",
-        smtp_ca_file=str(ca[1]), smtp_timeout_seconds=5,
-    )
-    with SmtpTransport(settings) as transport:
+    with SmtpTransport(_relay_settings(port, mode, ca, "relay-user", "s3cret")) as transport:
         transport.send("bounces+x@jobs.example.org", "b@example.org", MESSAGE)
         transport.send("bounces+y@jobs.example.org", "c@example.org", MESSAGE)  # same connection
     assert [m.rcpt_tos for m in handler.messages] == [["b@example.org"], ["c@example.org"]]
@@ -82,26 +83,16 @@ def test_a_user_name_and_password_that_are_not_ascii_log_in(secure_relay, ca):
     """smtplib sends credentials as ASCII only (a UnicodeEncodeError out of login); AUTH
     PLAIN carries UTF-8 (RFC 4616), and passwords with umlauts are common."""
     handler, port, mode = secure_relay
-    settings = make_settings(
-        smtp_port=port, smtp_security=mode, smtp_username="büro", smtp_password="Passwört-€",
-        smtp_ca_file=str(ca[1]), smtp_timeout_seconds=5,
-    )
-    with SmtpTransport(settings) as transport:
+    with SmtpTransport(_relay_settings(port, mode, ca, "büro", "Passwört-€")) as transport:
         transport.send("bounces+x@jobs.example.org", "b@example.org", MESSAGE)
     assert [m.rcpt_tos for m in handler.messages] == [["b@example.org"]]
-    wrong = replace(settings, smtp_password="Passwort-€")
-    with pytest.raises(PolicyError, match="AUTH"), SmtpTransport(wrong) as transport:
-        transport.send("bounces@jobs.example.org", "b@example.org", MESSAGE)
 
 
 @pytest.mark.parametrize("secure_relay", ["starttls"], indirect=True)
-def test_wrong_password_is_an_operator_problem(secure_relay, ca):
+@pytest.mark.parametrize("username, password", [("relay-user", "wrong"), ("büro", "Passwort-€")])
+def test_wrong_password_is_an_operator_problem(secure_relay, ca, username, password):
     _, port, mode = secure_relay
-    settings = make_settings(
-        smtp_port=port, smtp_security=mode, smtp_username="relay-user", smtp_password="wrong",
-        smtp_ca_file=str(ca[1]), smtp_timeout_seconds=5,
-    )
-    with pytest.raises(PolicyError, match="AUTH"), SmtpTransport(settings) as transport:
+    with pytest.raises(PolicyError, match="AUTH"), SmtpTransport(_relay_settings(port, mode, ca, username, password)) as transport:
         transport.send("bounces@jobs.example.org", "b@example.org", MESSAGE)
 
 
