@@ -91,6 +91,11 @@ class Settings:
     trusted_proxies: int = 0
     signup_rate_limit: str = "10 per minute;100 per hour"
     confirm_max_age_hours: float = 48.0
+    # How long a mailed link to a reader's data export and erasure works (STANDARDS 26).
+    data_link_max_age_minutes: float = 60.0
+    # Unsubscribed, bounced and complained readers keep address and search this long, then
+    # only the hashed suppression entry and the consent proof remain (STANDARDS 34).
+    former_reader_retention_days: int = 30
     unconfirmed_retention_days: int = 14
     # Consent proof is kept three years after the end of a subscription (§195 BGB).
     consent_retention_days: int = 3 * 365
@@ -378,6 +383,10 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError("NEWSLETTER_REQUEUE_AFTER_SECONDS: must be at least 1")
     if s.confirm_max_age_hours <= 0:
         raise ConfigError("NEWSLETTER_CONFIRM_MAX_AGE_HOURS: must be more than 0")
+    if not 0 < s.data_link_max_age_minutes <= 24 * 60:
+        raise ConfigError("NEWSLETTER_DATA_LINK_MAX_AGE_MINUTES: must be more than 0 and at most 1440 (a day)")
+    if s.former_reader_retention_days < 1:
+        raise ConfigError("NEWSLETTER_FORMER_READER_RETENTION_DAYS: must be at least 1")
     if s.unconfirmed_retention_days < 1:
         raise ConfigError("NEWSLETTER_UNCONFIRMED_RETENTION_DAYS: must be at least 1")
     # 0 would delete the proof of consent as soon as a subscription ends.

@@ -73,6 +73,9 @@ class Subscriber(Base):
     confirmed_at: Mapped[datetime | None] = mapped_column(DateTime)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(DateTime)
     manage_link_sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # The first signup of the current pending period: the purge of unconfirmed signups
+    # counts from here, so re-submitting the form does not keep a pending row alive.
+    pending_since: Mapped[datetime | None] = mapped_column(DateTime)
 
     __table_args__ = (Index("ix_subscribers_status_created", "status", "created_at"),)
 
@@ -134,6 +137,8 @@ class OutboxMessage(Base):
     sent_at: Mapped[datetime | None] = mapped_column(DateTime)
     message_id: Mapped[str | None] = mapped_column(String(200))
     last_error: Mapped[str | None] = mapped_column(String(500))
+    # A confirmation mail's requested preferences: they apply when its own link is clicked.
+    payload: Mapped[dict[str, object] | None] = mapped_column(JSON)
 
     __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
 
@@ -182,6 +187,22 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Space-separated: "listings" (import, withdraw), "editions" (create, steer, read).
+    scopes: Mapped[str] = mapped_column(String(100), default="listings editions", server_default="listings editions")
+
+
+class ConfirmationMail(Base):
+    """One confirmation mail asked for, by the hash of its mailbox (the address without its
+    +tag, and without dots where the provider ignores them): the budget of STANDARDS 28
+    counts these, across every spelling of one inbox and across an erasure."""
+
+    __tablename__ = "confirmation_mails"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mailbox_hash: Mapped[str] = mapped_column(String(64))
+    sent_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_confirmation_mails_mailbox", "mailbox_hash", "sent_at"),)
 
 
 class EditionState:

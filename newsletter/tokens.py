@@ -25,6 +25,8 @@ from itsdangerous.encoding import base64_decode, base64_encode
 CONFIRM_SALT = "newsletter.confirm.v1"
 UNSUBSCRIBE_SALT = "newsletter.unsubscribe.v1"
 PREFERENCES_SALT = "newsletter.preferences.v1"
+# Opens a reader's data export and erasure: mailed on request, expires (STANDARDS 26).
+DATA_SALT = "newsletter.data.v1"
 
 
 class TokenInvalid(Exception):
@@ -39,6 +41,7 @@ class TokenExpired(Exception):
 class Tokens:
     keys: list[str]
     confirm_max_age_seconds: float
+    data_max_age_seconds: float = 3600.0
 
     def _timed(self) -> URLSafeTimedSerializer:
         return URLSafeTimedSerializer(self.keys, salt=CONFIRM_SALT)
@@ -46,13 +49,31 @@ class Tokens:
     def _plain(self, salt: str) -> URLSafeSerializer:
         return URLSafeSerializer(self.keys, salt=salt)
 
-    def confirm(self, public_id: str) -> str:
-        return self._timed().dumps(public_id)
+    def confirm(self, public_id: str, message_id: int | None = None) -> str:
+        """The link of one confirmation mail: it names the outbox row it was mailed in, so
+        that the preferences asked for with that very signup are the ones it confirms."""
+        return self._timed().dumps(public_id if message_id is None else [public_id, message_id])
 
-    def read_confirm(self, token: str) -> str:
+    def read_confirm(self, token: str) -> tuple[str, int | None]:
+        """(public_id, outbox message id or None for a link mailed before links named it)."""
         _check_canonical(token)  # first: a respelt expired token is invalid, not expired
         try:
             value = self._timed().loads(token, max_age=self.confirm_max_age_seconds)
+        except SignatureExpired:
+            raise TokenExpired() from None
+        except BadSignature:
+            raise TokenInvalid() from None
+        if isinstance(value, list) and len(value) == 2 and type(value[1]) is int:
+            return _as_public_id(value[0]), value[1]
+        return _as_public_id(value), None
+
+    def data(self, public_id: str) -> str:
+        return URLSafeTimedSerializer(self.keys, salt=DATA_SALT).dumps(public_id)
+
+    def read_data(self, token: str) -> str:
+        _check_canonical(token)
+        try:
+            value = URLSafeTimedSerializer(self.keys, salt=DATA_SALT).loads(token, max_age=self.data_max_age_seconds)
         except SignatureExpired:
             raise TokenExpired() from None
         except BadSignature:
@@ -102,4 +123,4 @@ def tokens_for(settings: object) -> Tokens:
     from .config import Settings
 
     assert isinstance(settings, Settings)
-    return Tokens(settings.signing_keys, settings.confirm_max_age_hours * 3600)
+    return Tokens(settings.signing_keys, settings.confirm_max_age_hours * 3600, settings.data_link_max_age_minutes * 60)

@@ -38,13 +38,13 @@ KEYS = ["old-key-000000000000000000000000000", "new-key-111111111111111111111111
 def test_each_token_kind_only_reads_as_itself():
     tokens = Tokens(KEYS, 3600)
     public_id = "abcdefghijklmnop"
-    confirm, unsub, prefs = tokens.confirm(public_id), tokens.unsubscribe(public_id), tokens.preferences(public_id)
-    assert tokens.read_confirm(confirm) == tokens.read_unsubscribe(unsub) == tokens.read_preferences(prefs) == public_id
-    for reader, foreign in [
-        (tokens.read_confirm, unsub), (tokens.read_confirm, prefs),
-        (tokens.read_unsubscribe, confirm), (tokens.read_unsubscribe, prefs),
-        (tokens.read_preferences, confirm), (tokens.read_preferences, unsub),
-    ]:
+    confirm, unsub, prefs = tokens.confirm(public_id, 7), tokens.unsubscribe(public_id), tokens.preferences(public_id)
+    data = tokens.data(public_id)
+    assert tokens.read_confirm(confirm) == (public_id, 7)
+    assert tokens.read_unsubscribe(unsub) == tokens.read_preferences(prefs) == tokens.read_data(data) == public_id
+    kinds = {tokens.read_confirm: confirm, tokens.read_unsubscribe: unsub, tokens.read_preferences: prefs,
+             tokens.read_data: data}
+    for reader, foreign in [(r, t) for r in kinds for k, t in kinds.items() if k is not r]:
         with pytest.raises(TokenInvalid):
             reader(foreign)
 

@@ -211,7 +211,7 @@ def _signup_answer() -> Response:
 
 def _confirm_target(token: str) -> tuple[Subscriber | None, Response | None]:
     try:
-        public_id = tokens_for(settings()).read_confirm(token)
+        public_id, _message_id = tokens_for(settings()).read_confirm(token)
     except TokenExpired:
         return None, _page("confirm_expired.html", 410)
     except TokenInvalid:
