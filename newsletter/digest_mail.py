@@ -1,6 +1,14 @@
-"""Composing digest mail cheaply: the body of each (variant, language) is rendered once with
-placeholder links; each reader's mail only fills in their two links, quoted-printable
-encodes and puts the MIME parts together (DESIGN convention 10).
+"""Composing digest mail cheaply: the body of each (variant, language) is rendered once; each
+reader's mail only fills in their two links, quoted-printable encodes the lines that hold
+them and puts the MIME parts together (DESIGN convention 10).
+
+Where a reader's links go is decided by our templates alone, never by searching the
+rendered text: the two link slots render as markers made of a fresh random nonce, drawn
+after the listings were read, and the body is cut at those markers into literal pieces and
+slots. Text from outside (listings, the reader's search) is only ever a literal piece, so
+whatever it contains (an old marker, `{{ … }}`, `*|UNSUB|*`) is shown as it is and never
+receives a reader's token (STANDARDS 26). A render whose markers do not appear exactly as
+often as the template placed them is refused rather than sent.
 """
 
 from __future__ import annotations
@@ -19,8 +27,34 @@ from .dkim_signing import signer_for
 from .mail import Renderer, list_id_header, safe_header
 from .models import Listing
 
-PREFS_PLACEHOLDER = "zzNEWSLETTERPREFSzz"
-UNSUB_PLACEHOLDER = "zzNEWSLETTERUNSUBzz"
+PREFS, UNSUB = 0, 1  # the two reader slots: preferences link, unsubscribe link
+_SLOT_LETTERS = "pu"  # a marker is the render's stem and one of these
+
+
+class SlotMismatch(ValueError):
+    """A rendered digest holds a slot marker where the template put none."""
+
+
+class _Slot:
+    """What a template prints for a reader's link: the render's marker, counted, so that
+    the cut afterwards can prove every marker came from the template."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+        self.printed = 0
+
+    def __str__(self) -> str:
+        self.printed += 1
+        return self.marker
+
+    def __html__(self) -> str:  # autoescape asks for this: the marker is already safe
+        return str(self)
+
+
+# A line of a body: quoted-printable bytes (no reader link in it), or pieces to join per
+# reader: literal text and slot numbers.
+Piece = str | int
+Part = bytes | tuple[Piece, ...]
 
 
 @dataclass(frozen=True)
@@ -54,19 +88,11 @@ def view(listing: Listing, tz: object) -> ListingView:
 
 @dataclass(frozen=True)
 class VariantMail:
-    """The rendered body of one (variant, language): placeholders where reader links go."""
+    """The rendered body of one (variant, language), cut into literal text and reader slots."""
 
     subject_header: str  # already RFC 2047 encoded
-    text: str
-    html: str
-
-    @cached_property
-    def text_parts(self) -> tuple[bytes | str, ...]:
-        return _qp_parts(self.text)
-
-    @cached_property
-    def html_parts(self) -> tuple[bytes | str, ...]:
-        return _qp_parts(self.html)
+    text_parts: tuple[Part, ...]
+    html_parts: tuple[Part, ...]
 
 
 class DigestComposer:
@@ -81,12 +107,12 @@ class DigestComposer:
         self.list_id = list_id_header(settings)
 
     @cached_property
-    def _prefs_url(self) -> str:
-        return self.settings.url(f"/preferences/{PREFS_PLACEHOLDER}")
+    def _prefs_prefix(self) -> str:
+        return self.settings.url("/preferences/")
 
     @cached_property
-    def _unsub_url(self) -> str:
-        return self.settings.url(f"/unsubscribe/{UNSUB_PLACEHOLDER}")
+    def _unsub_prefix(self) -> str:
+        return self.settings.url("/unsubscribe/")
 
     def more_url(self, keywords: str, location: str) -> str:
         return self.settings.board_search_url.format(
@@ -97,14 +123,20 @@ class DigestComposer:
         self, language: str, keywords: str, location: str, listings: list[ListingView], total: int, edition_date: date
     ) -> VariantMail:
         """Render the digest body for every reader of this variant and language."""
+        stem = f"zz{secrets.token_hex(16)}"
+        prefs, unsub = _Slot(stem + _SLOT_LETTERS[PREFS]), _Slot(stem + _SLOT_LETTERS[UNSUB])
         composed = self.renderer.render(
             "digest", language, listings=listings, count=len(listings), total=total,
             more_url=self.more_url(keywords, location) if total > len(listings) else None,
             keywords=keywords, location=location, edition_date=edition_date, board_url=self.settings.board_url,
-            preferences_url=self._prefs_url, unsubscribe_url=self._unsub_url,
+            preferences_token=prefs, unsubscribe_token=unsub,
+            preferences_url=self._prefs_prefix, unsubscribe_url=self._unsub_prefix,
         )
         subject = Header(safe_header(composed.subject), "utf-8", header_name="Subject").encode(linesep="\r\n")
-        return VariantMail(subject, composed.text, composed.html)
+        found = composed.text.count(stem) + composed.html.count(stem)
+        if found != prefs.printed + unsub.printed:
+            raise SlotMismatch(f"{found} link slots in the rendered digest, {prefs.printed + unsub.printed} placed")
+        return VariantMail(subject, _qp_parts(composed.text, stem), _qp_parts(composed.html, stem))
 
     def build(
         self, variant: VariantMail, to: str, prefs_token: str, unsub_token: str, feedback_id: str, utf8: bool = False
@@ -114,7 +146,7 @@ class DigestComposer:
         # reader's link are encoded per reader, the rest once per variant.
         text = _fill(variant.text_parts, prefs_token, unsub_token)
         html = _fill(variant.html_parts, prefs_token, unsub_token)
-        unsubscribe_url = self._unsub_url.replace(UNSUB_PLACEHOLDER, unsub_token)
+        unsubscribe_url = self._unsub_prefix + unsub_token
         boundary = "=_" + secrets.token_hex(12)
         message_id = f"<{secrets.token_hex(16)}@{self.settings.mail_domain}>"
         now = datetime.now(UTC)
@@ -157,36 +189,47 @@ def _qp(text: str) -> bytes:
     return encoded.replace(b"\n", b"\r\n")
 
 
-def _qp_parts(text: str) -> tuple[bytes | str, ...]:
-    """`text` as runs of whole lines: runs without a placeholder already quoted-printable
-    (bytes), lines with one left as text for `_fill`. b2a_qp encodes line by line (its line
+def _qp_parts(text: str, stem: str) -> tuple[Part, ...]:
+    """`text` as runs of whole lines: runs without a slot already quoted-printable (bytes),
+    each line with a slot as its pieces for `_fill`. b2a_qp encodes line by line (its line
     length restarts at every line break), so the encoded runs joined are the bytes `_qp`
     makes of the whole. A CR next to a line break would switch b2a_qp's line ends for the
-    whole text: text with any CR left stays in one piece."""
+    whole text: text with any CR left stays one line of pieces."""
     plain = text.replace("\r\n", "\n")
-    if "\r" in plain:
-        return (text,)
-    parts: list[bytes | str] = []
+    lines = [text] if "\r" in plain else plain.split("\n")
+    parts: list[Part] = []
     run: list[str] = []
-    lines = plain.split("\n")
     for index, line in enumerate(lines):
         piece = line + "\n" if index < len(lines) - 1 else line
-        if PREFS_PLACEHOLDER in piece or UNSUB_PLACEHOLDER in piece:
-            if run:
-                parts.append(_qp("".join(run)))
-                run = []
-            parts.append(piece)
-        else:
+        if stem not in piece:
             run.append(piece)
+            continue
+        if run:
+            parts.append(_qp("".join(run)))
+            run = []
+        parts.append(_pieces(piece, stem))
     if run:
         parts.append(_qp("".join(run)))
     return tuple(parts)
 
 
-def _fill(parts: tuple[bytes | str, ...], prefs_token: str, unsub_token: str) -> bytes:
-    """The quoted-printable body of one reader: their links put into the pending lines."""
+def _pieces(line: str, stem: str) -> tuple[Piece, ...]:
+    """A line cut at the stem: each cut is followed by its slot letter (the count in
+    render_variant proved every stem is a marker the template printed)."""
+    head, *rest = line.split(stem)
+    pieces: list[Piece] = [head] if head else []
+    for chunk in rest:
+        pieces.append(_SLOT_LETTERS.index(chunk[0]))
+        if chunk[1:]:
+            pieces.append(chunk[1:])
+    return tuple(pieces)
+
+
+def _fill(parts: tuple[Part, ...], prefs_token: str, unsub_token: str) -> bytes:
+    """The quoted-printable body of one reader: their tokens put into the slots, and only there."""
+    tokens = (prefs_token, unsub_token)
     return b"".join(
         part if isinstance(part, bytes)
-        else _qp(part.replace(PREFS_PLACEHOLDER, prefs_token).replace(UNSUB_PLACEHOLDER, unsub_token))
+        else _qp("".join(tokens[p] if isinstance(p, int) else p for p in part))
         for part in parts
     )

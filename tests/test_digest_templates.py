@@ -68,6 +68,9 @@ def context(count: int = 12, total: int | None = None, **overrides: Any) -> dict
         "board_url": BOARD,
         "preferences_url": PREFS,
         "unsubscribe_url": UNSUB,
+        # digest_mail.py passes the link's base here and a slot for the reader's token
+        "preferences_token": "",
+        "unsubscribe_token": "",
     }
     ctx.update(overrides)
     return ctx
@@ -220,15 +223,11 @@ def test_text_and_html_have_the_same_links(renderer, lang, total):
 
 
 @pytest.mark.parametrize("lang", LANGS)
-def test_placeholders_appear_verbatim_in_both_parts(renderer, lang):
+def test_reader_links_appear_in_both_parts(renderer, lang):
     composed = render(renderer, lang)
     for part in (composed.text, composed.html):
         assert PREFS in part and UNSUB in part
     assert f'href="{PREFS}"' in composed.html and f'href="{UNSUB}"' in composed.html
-    # what the sender does afterwards: one replace per recipient
-    real = "https://newsletter.example.org/unsubscribe/abc.DEF_123-xyz"
-    assert real in composed.html.replace(UNSUB, real)
-    assert UNSUB not in composed.text.replace(UNSUB, real)
 
 
 @pytest.mark.parametrize(
