@@ -6,12 +6,17 @@ unique index on token_hash finds it, and no comparison of secrets happens in Pyt
 could leak timing (an attacker would need a SHA-256 preimage to use what a timing
 difference in the index lookup might tell). last_used_at is written at most once a minute
 per token, so the API does not turn every read into a write.
+
+Each token carries scopes (STANDARDS 36): `listings` (import and withdraw listings) and
+`editions` (create, steer and read editions); a token made without naming any gets both,
+as every token made before scopes existed has.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -24,6 +29,7 @@ from .validation import InvalidInput, clean_text
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 MAX_NAME = 100
 MAX_TOKEN = 200  # anything longer is no token of ours: refuse before hashing
+SCOPES = ("listings", "editions")
 
 
 @dataclass(frozen=True)
@@ -44,16 +50,32 @@ def _active(session: Session, name: str) -> list[ApiToken]:
     return list(session.scalars(query))
 
 
-def create(session: Session, name: str) -> NewToken:
+def scopes_of(row: ApiToken) -> frozenset[str]:
+    """The scopes a token grants."""
+    return frozenset((row.scopes or "").split())
+
+
+def _clean_scopes(scopes: Iterable[str] | None) -> str:
+    """The stored form of `scopes` (both when none is named), in SCOPES' order."""
+    wanted = set(scopes or SCOPES)
+    unknown = sorted(wanted - set(SCOPES))
+    if unknown:
+        raise InvalidInput("scope", f"scope: unknown {unknown[0][:50]!r} (known: {', '.join(SCOPES)})")
+    return " ".join(scope for scope in SCOPES if scope in wanted)
+
+
+def create(session: Session, name: str, scopes: Iterable[str] | None = None) -> NewToken:
     """A new token named `name` (one line, at most 100 characters, not in use by an
-    unrevoked token). The caller commits and shows `secret` once."""
+    unrevoked token) granting `scopes` (all of SCOPES when None or empty). The caller
+    commits and shows `secret` once."""
     clean = clean_text("name", name, MAX_NAME)
     if not clean:
         raise InvalidInput("name", "name: missing")
+    granted = _clean_scopes(scopes)
     if _active(session, clean):
         raise InvalidInput("name", f"name: an active token named {clean!r} exists; revoke it first")
     secret = secrets.token_urlsafe(32)
-    row = ApiToken(name=clean, token_hash=token_hash(secret))
+    row = ApiToken(name=clean, token_hash=token_hash(secret), scopes=granted)
     session.add(row)
     session.flush()
     return NewToken(row, secret)

@@ -346,7 +346,10 @@ def api_token() -> None:
 
 @api_token.command("create")
 @click.argument("name")
-def api_token_create(name: str) -> None:
+# Checked by api_tokens.create, not click.Choice: an unknown scope is then one line.
+@click.option("--scope", "scopes", multiple=True, metavar="listings|editions",
+              help="What the token may do; repeat for both. Default: both.")
+def api_token_create(name: str, scopes: tuple[str, ...]) -> None:
     """Create a token called NAME and print it on the last line; it is shown only once."""
     from . import api_tokens
     from .db import get_session
@@ -354,17 +357,17 @@ def api_token_create(name: str) -> None:
 
     session = get_session()
     try:
-        new = api_tokens.create(session, name)
+        new = api_tokens.create(session, name, scopes)
     except InvalidInput as exc:
         fail(str(exc))
     session.commit()
-    click.echo(f"api token {new.row.name!r} created; it is shown only this once:")
+    click.echo(f"api token {new.row.name!r} created (scopes: {new.row.scopes}); it is shown only this once:")
     click.echo(new.secret)
 
 
 @api_token.command("list")
 def api_token_list() -> None:
-    """Every token: name, created, last used, revoked (never the token itself)."""
+    """Every token: name, scopes, created, last used, revoked (never the token itself)."""
     from datetime import datetime
 
     from . import api_tokens
@@ -375,7 +378,8 @@ def api_token_list() -> None:
 
     for row in api_tokens.list_tokens(get_session()):
         state = f"revoked {when(row.revoked_at)}" if row.revoked_at else "active"
-        click.echo(f"{row.name}\tcreated {when(row.created_at)}\tlast used {when(row.last_used_at)}\t{state}")
+        click.echo(f"{row.name}\tscopes {row.scopes}\tcreated {when(row.created_at)}"
+                   f"\tlast used {when(row.last_used_at)}\t{state}")
 
 
 @api_token.command("revoke")

@@ -37,7 +37,14 @@ from .models import (
 from .outbox import mark_bounced
 from .send_rate import SendRate
 from .tokens import Tokens, tokens_for
-from .transport import BounceError, PolicyError, SmtpTransport, TemporaryError, UnsendableError
+from .transport import (
+    BounceError,
+    PolicyError,
+    SmtpTransport,
+    TemporaryError,
+    UnsendableError,
+    redact_addresses,
+)
 
 log = logging.getLogger(__name__)
 
@@ -244,15 +251,17 @@ class ChunkSender:
                                utf8=not recipient.isascii())
             except PolicyError as exc:
                 # The relay refuses us, not this reader: alarm once, put the chunk back.
-                log.error("edition %s: relay refuses our mail (operator action needed): %s", edition_id, exc)
-                conn.execute(OperatorAlarm.__table__.insert().values(kind="smtp_policy", message=str(exc)[:1000], at=utcnow()))
+                # The alarm names the delivery, never the reader (the reply is redacted too).
+                where = f"edition {edition_id}, delivery {item.id}"
+                log.error("%s: relay refuses our mail (operator action needed): %s", where, exc)
+                self._alarm(conn, "smtp_policy", f"{where}: {exc}")
                 self._retry(conn, claimed[index:], created_at, str(exc), result)
                 return
             except MailBuildError as exc:
                 if not alarmed:  # once per chunk: it may well be every mail
                     alarmed = True
                     log.exception("could not build a digest (operator action needed)")
-                    conn.execute(OperatorAlarm.__table__.insert().values(kind=MailBuildError.ALARM, message=str(exc)[:1000], at=utcnow()))
+                    self._alarm(conn, MailBuildError.ALARM, f"delivery {item.id}: {exc}")
                 self._retry(conn, [item], created_at, str(exc), result)
                 continue
             except TemporaryError as exc:
@@ -270,6 +279,12 @@ class ChunkSender:
                 continue
             self._finish(conn, item.id, DeliveryStatus.SENT, None)
             result.sent += 1
+
+    @staticmethod
+    def _alarm(conn: Connection, kind: str, message: str) -> None:
+        # Redacted again: an exception of our own (building a mail) may quote an address.
+        values = {"kind": kind, "message": redact_addresses(message)[:1000], "at": utcnow()}
+        conn.execute(OperatorAlarm.__table__.insert().values(**values))
 
     def _variant(self, conn: Connection, variant_id: int, language: str, cutoff) -> VariantMail:  # type: ignore[no-untyped-def]
         key = (variant_id, language)

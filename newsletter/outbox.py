@@ -36,6 +36,7 @@ from .transport import (
     SmtpTransport,
     TemporaryError,
     UnsendableError,
+    redact_addresses,
 )
 
 log = logging.getLogger(__name__)
@@ -160,14 +161,17 @@ def _send(
             recent = session.scalar(select(OperatorAlarm.id).where(
                 OperatorAlarm.kind == MailBuildError.ALARM, OperatorAlarm.at > utcnow() - ALARM_QUIET).limit(1))
             if recent is None:
-                session.add(OperatorAlarm(kind=MailBuildError.ALARM, message=str(exc)[:1000]))
+                # Redacted: an exception of our own may quote the address (STANDARDS 33).
+                session.add(OperatorAlarm(kind=MailBuildError.ALARM, message=redact_addresses(str(exc))[:1000]))
         return _retry_or_give_up(database, settings, message_id, attempts, created_at, str(exc))
     except TemporaryError as exc:
         return _retry_or_give_up(database, settings, message_id, attempts, created_at, str(exc))
     except PolicyError as exc:
-        log.error("relay refuses our mail (operator action needed): %s", exc)
+        # Named by its outbox id, never by the reader (the reply is redacted by the transport).
+        where = f"outbox {message_id} ({kind} mail)"
+        log.error("%s: relay refuses our mail (operator action needed): %s", where, exc)
         with database.session_scope() as session:
-            session.add(OperatorAlarm(kind="smtp_policy", message=str(exc)[:1000]))
+            session.add(OperatorAlarm(kind="smtp_policy", message=f"{where}: {exc}"[:1000]))
         return _retry_or_give_up(database, settings, message_id, attempts, created_at, str(exc))
     except BounceError as exc:
         with database.session_scope() as session:

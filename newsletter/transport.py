@@ -3,6 +3,11 @@
 Classification (STANDARDS 22-24): 4xx and lost connections are temporary and retried;
 a 5xx for the recipient is a bounce; 5.7.x and a refused sender are the operator's problem
 (an alarm, retried), never the reader's bounce.
+
+A relay's reply often names the refused address ("550 5.7.1 <bob@example.org>: Recipient
+address rejected"). Its text lands in delivery rows, alarms, logs and consent events, some
+of them shared by a whole chunk of readers (STANDARDS 33), so every DeliveryError carries it
+with addresses replaced by "<address>": what a reply means is decided before that.
 """
 
 from __future__ import annotations
@@ -17,10 +22,24 @@ from types import TracebackType
 from .config import Settings
 
 
+# Anything address-like: a local part (quoted or not), "@", and a domain, which may be
+# missing where a reply was cut short; with its angle brackets when it has them. Matches
+# start only where a word starts, so a long word without "@" costs linear time.
+_ADDRESS = re.compile(r"""(?<![^\s<>()\[\],;:"])<?(?:"[^"\r\n]*"|[^\s<>()\[\],;:"@]+)@[^\s<>()\[\],;:"'@]*>?""")
+REDACTED = "<address>"
+
+
+def redact_addresses(text: str) -> str:
+    """`text` with every email address in it replaced by REDACTED."""
+    return _ADDRESS.sub(REDACTED, text)
+
+
 class DeliveryError(Exception):
-    """The relay did not accept a message. `code` is the SMTP reply code (0: no reply)."""
+    """The relay did not accept a message. `code` is the SMTP reply code (0: no reply);
+    `detail` is what it said, without any address in it."""
 
     def __init__(self, code: int, detail: str) -> None:
+        detail = redact_addresses(detail)[:400]
         super().__init__(f"{code} {detail}".strip())
         self.code = code
         self.detail = detail
@@ -51,7 +70,7 @@ def _text(raw: bytes | str) -> str:
 
 def classify(code: int, raw_detail: bytes | str, *, sender_side: bool = False) -> DeliveryError:
     """Turn an SMTP reply into the error that says what to do about it."""
-    detail = _text(raw_detail)[:400]
+    detail = _text(raw_detail)  # cut short (and redacted) by DeliveryError, not before
     enhanced = _ENHANCED.match(detail)
     if 400 <= code < 500:
         return TemporaryError(code, detail)

@@ -56,7 +56,7 @@ def stored(database) -> dict[str, Listing]:
 
 @pytest.mark.parametrize(
     "method, path",
-    [("POST", "/api/v1/listings"), ("DELETE", "/api/v1/listings/job-1"), ("GET", "/api/v1/openapi.json")],
+    [("POST", "/api/v1/listings"), ("DELETE", "/api/v1/listings/job-1"), ("POST", "/api/v1/editions")],
 )
 @pytest.mark.parametrize(
     "headers, invalid",
@@ -78,11 +78,11 @@ def test_every_route_wants_a_valid_bearer_token(client, database, token, method,
 
 
 def test_a_revoked_token_is_refused(client, settings, database, token):
-    assert client.get("/api/v1/openapi.json", headers=auth(token)).status_code == 200
+    assert client.post("/api/v1/listings", json=[], headers=auth(token)).status_code == 200
     result = cli(settings, "api-token", "revoke", "jobboard")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "revoked: 1"
-    assert client.get("/api/v1/openapi.json", headers=auth(token)).status_code == 401
+    assert client.post("/api/v1/listings", json=[], headers=auth(token)).status_code == 401
     again = cli(settings, "api-token", "revoke", "jobboard")
     assert again.returncode == 1 and again.stderr.strip() == "error: no active api token named 'jobboard'"
 
@@ -101,7 +101,7 @@ def test_token_is_shown_once_and_stored_hashed(client, settings, database):
     assert secret not in repr(dump)
     assert token_row.last_used_at is None
 
-    assert client.get("/api/v1/openapi.json", headers=auth(secret)).status_code == 200
+    assert client.post("/api/v1/listings", json=[], headers=auth(secret)).status_code == 200
     listing = cli(settings, "api-token", "list")
     assert listing.returncode == 0 and "Jobbörse Produktion" in listing.stdout and "active" in listing.stdout
     assert secret not in listing.stdout
@@ -267,9 +267,9 @@ def test_openapi_describes_the_api(client, token):
     assert response.status_code == 200 and response.mimetype == "application/json"
     spec = json.loads(response.get_data(as_text=True))
     assert spec["openapi"].startswith("3.1")
-    assert spec["components"]["securitySchemes"]["bearerAuth"] == {
-        "type": "http", "scheme": "bearer", "description": "A token from `newsletter api-token create NAME`.",
-    }
+    scheme = spec["components"]["securitySchemes"]["bearerAuth"]
+    assert scheme["type"] == "http" and scheme["scheme"] == "bearer"
+    assert scheme["description"].startswith("A token from `newsletter api-token create NAME")
     assert spec["security"] == [{"bearerAuth": []}]
     paths = spec["paths"]
     assert set(paths) == {"/listings", "/listings/{id}", "/editions", "/editions/preview", "/editions/{id}", "/editions/{id}/{action}"}

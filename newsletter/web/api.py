@@ -1,6 +1,8 @@
 """The HTTP API at /api/v1/ for the job board's systems: JSON in and out, every route behind
-`Authorization: Bearer TOKEN` (tokens from `newsletter api-token create`), no CSRF (no
-cookies are involved), bodies up to MAX_BODY instead of the app's 64 KB form limit.
+`Authorization: Bearer TOKEN` (tokens from `newsletter api-token create`) except the
+OpenAPI description, no CSRF (no cookies are involved), bodies up to MAX_BODY instead of
+the app's 64 KB form limit. Each route names the token scope it needs (`_needs`); a route
+that names none is refused to every token, so a new route cannot slip out unguarded.
 
 Listings go through the very code of `newsletter listings import` (listings.validate and
 listings.upsert), so a row the CLI refuses the API refuses with the same reason.
@@ -8,7 +10,8 @@ listings.upsert), so a row the CLI refuses the API refuses with the same reason.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy.exc import IntegrityError
@@ -27,6 +30,22 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_BODY = 4 * 1024 * 1024
 MAX_ITEMS = 5000
 REALM = 'Bearer realm="newsletter-api"'
+PUBLIC = "public"  # the scope of a route that needs no token
+
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+def _needs(scope: str) -> Callable[[View], View]:
+    """Mark a view as needing token scope `scope` (or PUBLIC: no token at all)."""
+    def mark(view: View) -> View:
+        view.api_scope = scope  # type: ignore[attr-defined]
+        return view
+    return mark
+
+
+def _scope_of(endpoint: str | None) -> str | None:
+    view = current_app.view_functions.get(endpoint) if endpoint else None
+    return getattr(view, "api_scope", None)
 
 
 def _one_line(text: str) -> str:
@@ -46,8 +65,24 @@ def _unauthorized(message: str, invalid: bool) -> Response:
     return response
 
 
+def _forbidden(scope: str | None) -> Response:
+    if scope is None:
+        response = _error(403, "no token scope grants this route")
+    else:
+        response = _error(403, f"this token lacks the scope {scope!r} that this route needs", scope=scope)
+    # RFC 6750 3.1: the token is good but not enough for this request.
+    challenge = REALM + ', error="insufficient_scope"'
+    response.headers["WWW-Authenticate"] = challenge + (f', scope="{scope}"' if scope else "")
+    return response
+
+
 @bp.before_request
 def _authenticate() -> Response | None:
+    # No endpoint (a wrong method, say): it still wants a token, and only then learns why not.
+    endpoint = request.endpoint
+    scope = _scope_of(endpoint)
+    if endpoint is not None and scope == PUBLIC:
+        return None
     scheme, _, secret = request.headers.get("Authorization", "").strip().partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         return _unauthorized("a bearer token is required (Authorization: Bearer TOKEN)", invalid=False)
@@ -56,8 +91,10 @@ def _authenticate() -> Response | None:
     if token is None:
         session.rollback()
         return _unauthorized("the bearer token is unknown or revoked", invalid=True)
+    granted, g.api_token_name = api_tokens.scopes_of(token), token.name
     session.commit()  # last_used_at, and no lock held while the body is read
-    g.api_token_name = token.name
+    if endpoint is not None and scope not in granted:
+        return _forbidden(scope)
     request.max_content_length = MAX_BODY
     return None
 
@@ -77,6 +114,7 @@ def _http_error(exc: HTTPException) -> Response:
 # -- listings ---------------------------------------------------------------------------------
 
 @bp.post("/listings")
+@_needs("listings")
 def post_listings() -> Response:
     """Upsert an array of listings; the good rows are kept, the bad ones named."""
     try:
@@ -111,6 +149,7 @@ def post_listings() -> Response:
 
 
 @bp.delete("/listings/<path:external_id>")
+@_needs("listings")
 def delete_listing(external_id: str) -> Response:
     """Withdraw a listing: it stays stored but is no longer mailed. Idempotent."""
     session = get_session()
@@ -122,6 +161,7 @@ def delete_listing(external_id: str) -> Response:
 
 
 @bp.get("/openapi.json")
+@_needs(PUBLIC)
 def openapi() -> Response:
     """This API's OpenAPI 3.1 description."""
     return jsonify(OPENAPI)
@@ -140,6 +180,7 @@ def _edition_body(edition: Any) -> dict[str, Any]:
 
 
 @bp.post("/editions")
+@_needs("editions")
 def create_edition() -> Response:
     """The operator's trigger: an edition now (cut-off: now), queued for delivery."""
     from .. import digests
@@ -164,6 +205,7 @@ def create_edition() -> Response:
 
 
 @bp.get("/editions/preview")
+@_needs("editions")
 def preview_edition() -> Response:
     """What an edition made now would cover (the API's `digest send --dry-run`)."""
     from .. import digests
@@ -178,6 +220,7 @@ def preview_edition() -> Response:
 
 
 @bp.get("/editions/<int:edition_id>")
+@_needs("editions")
 def get_edition(edition_id: int) -> Response:
     from .. import digests
 
@@ -188,6 +231,7 @@ def get_edition(edition_id: int) -> Response:
 
 
 @bp.post("/editions/<int:edition_id>/<any(pause, resume, cancel):action>")
+@_needs("editions")
 def change_edition(edition_id: int, action: str) -> Response:
     """Pause, resume or cancel an edition (409 when its state does not allow it)."""
     from .. import digests
@@ -217,6 +261,16 @@ _UNAUTHORIZED = {
     "content": _json(_ERROR),
 }
 
+
+
+def _scoped(scope: str, operation: dict[str, Any]) -> dict[str, Any]:
+    """`operation` as one that needs token scope `scope` (OpenAPI 3.1 lets an http bearer
+    requirement list the roles it needs), with its 403."""
+    forbidden = {"description": f"The token lacks the scope `{scope}`.", "content": _json(_ERROR)}
+    responses = dict(sorted({**operation["responses"], "403": forbidden}.items()))
+    return {**operation, "security": [{"bearerAuth": [scope]}], "responses": responses}
+
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -224,15 +278,17 @@ OPENAPI: dict[str, Any] = {
         "version": "1.0.0",
         "description": (
             "For the job board's systems: push listings, withdraw them, trigger and watch "
-            "digest editions. Every operation needs `Authorization: Bearer TOKEN`; tokens are "
-            "made with `newsletter api-token create NAME`. Request bodies may be up to 4 MB."
+            "digest editions. Every operation needs `Authorization: Bearer TOKEN` whose token "
+            "has the operation's scope (`listings` or `editions`); tokens are made with "
+            "`newsletter api-token create NAME [--scope listings|editions ...]`. This "
+            "description needs no token. Request bodies may be up to 4 MB."
         ),
     },
     "servers": [{"url": "/api/v1"}],
     "security": [{"bearerAuth": []}],
     "paths": {
         "/listings": {
-            "post": {
+            "post": _scoped("listings", {
                 "operationId": "upsertListings",
                 "summary": "Add or update listings (upsert on id)",
                 "description": (
@@ -256,10 +312,10 @@ OPENAPI: dict[str, Any] = {
                     "401": _UNAUTHORIZED,
                     "413": {"description": "The body is larger than 4 MB.", "content": _json(_ERROR)},
                 },
-            },
+            }),
         },
         "/listings/{id}": {
-            "delete": {
+            "delete": _scoped("listings", {
                 "operationId": "withdrawListing",
                 "summary": "Withdraw a listing (idempotent)",
                 "parameters": [{
@@ -279,10 +335,10 @@ OPENAPI: dict[str, Any] = {
                     "401": _UNAUTHORIZED,
                     "404": {"description": "No listing with this id.", "content": _json(_ERROR)},
                 },
-            },
+            }),
         },
         "/editions": {
-            "post": {
+            "post": _scoped("editions", {
                 "operationId": "createEdition",
                 "summary": "Create a digest edition now and queue its delivery (the operator's trigger)",
                 "responses": {
@@ -299,10 +355,10 @@ OPENAPI: dict[str, Any] = {
                     "409": {"description": "An edition is still sending or paused: one at a time.",
                             "content": _json(_ERROR)},
                 },
-            },
+            }),
         },
         "/editions/preview": {
-            "get": {
+            "get": _scoped("editions", {
                 "operationId": "previewEdition",
                 "summary": "Who and what an edition made now would cover; creates nothing",
                 "responses": {
@@ -318,10 +374,10 @@ OPENAPI: dict[str, Any] = {
                     })},
                     "401": _UNAUTHORIZED,
                 },
-            },
+            }),
         },
         "/editions/{id}/{action}": {
-            "post": {
+            "post": _scoped("editions", {
                 "operationId": "changeEdition",
                 "summary": "Pause, resume or cancel an edition",
                 "parameters": [
@@ -336,10 +392,10 @@ OPENAPI: dict[str, Any] = {
                     "404": {"description": "No edition with this id.", "content": _json(_ERROR)},
                     "409": {"description": "The edition's state does not allow it.", "content": _json(_ERROR)},
                 },
-            },
+            }),
         },
         "/editions/{id}": {
-            "get": {
+            "get": _scoped("editions", {
                 "operationId": "getEdition",
                 "summary": "An edition's state and delivery counts",
                 "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
@@ -349,19 +405,27 @@ OPENAPI: dict[str, Any] = {
                     "401": _UNAUTHORIZED,
                     "404": {"description": "No edition with this id.", "content": _json(_ERROR)},
                 },
-            },
+            }),
         },
     },
     "components": {
         "securitySchemes": {
-            "bearerAuth": {"type": "http", "scheme": "bearer",
-                           "description": "A token from `newsletter api-token create NAME`."},
+            "bearerAuth": {"type": "http", "scheme": "bearer", "description": (
+                "A token from `newsletter api-token create NAME [--scope SCOPE ...]`. Scopes: "
+                "`listings` (add, update and withdraw listings) and `editions` (create, preview, "
+                "read, pause, resume and cancel editions). A token made without `--scope` has "
+                "both. A token without the scope an operation needs gets 403 and changes nothing."
+            )},
         },
         "schemas": {
             "Error": {
                 "type": "object",
                 "required": ["error"],
-                "properties": {"error": {"type": "string"}, "field": {"type": "string"}},
+                "properties": {
+                    "error": {"type": "string"},
+                    "field": {"type": "string"},
+                    "scope": {"type": "string", "description": "With 403: the scope the token lacks."},
+                },
             },
             "ListingInput": {
                 "type": "object",
