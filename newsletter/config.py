@@ -6,6 +6,7 @@ wsgi.py print that line and stop.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -36,6 +37,12 @@ _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 # RFC 2919: a List-Id is a dot-atom with at least one dot ("label.namespace").
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LIST_ID = re.compile(rf"{_ATOM}(?:\.{_ATOM})+")
+# A signing key shorter than this can be guessed offline from any signed link.
+MIN_KEY_LENGTH = 32
+# Where an authority starts: after "scheme://" or "//"; anything else is read from the start.
+_AUTHORITY_START = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.\-]*:)?//")
+# redis-py also reads a password from the query string.
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,8 @@ class Settings:
     smtp_timeout_seconds: float = 30.0
     # A CA bundle for a relay whose certificate comes from a private CA (else the system's).
     smtp_ca_file: str = ""
+    # SMTP AUTH without TLS, for a relay on this host only (production refuses it otherwise).
+    smtp_plaintext_auth_on_loopback: bool = False
     base_url: str = "http://127.0.0.1:5000"
     secret_key: str = ""
     secret_key_fallbacks: tuple[str, ...] = ()
@@ -176,6 +185,22 @@ def _parse_bool(name: str, raw: str) -> bool:
     raise ConfigError(f"{name}: expected true or false, got {raw!r}")
 
 
+def mask_url(url: str) -> str:
+    """`url` with the password of its userinfo as ***, for error lines and logs.
+
+    Works on text no URL parser accepts (a password with an unescaped '#' or '/', a scheme
+    without '//'), since that is what an error line shows: everything between the first ':'
+    of the userinfo and the last '@' is masked, which may hide more than the password but
+    never less."""
+    url = _QUERY_PASSWORD.sub(r"\1***", url)
+    start = match.end() if (match := _AUTHORITY_START.match(url)) else 0
+    at = url.rfind("@")
+    colon = url.find(":", start, at) if at > start else -1
+    if colon < 0:
+        return url
+    return f"{url[:colon + 1]}***{url[at:]}"
+
+
 def _ascii_mailbox(name: str, value: str) -> str:
     """The mailbox with its domain in ASCII (an IDN as its xn-- A-label): the envelope,
     Message-ID, VERP and List-Id all take the domain from here, and none of them may carry
@@ -222,8 +247,8 @@ def _ascii_url(name: str, url: str, keep: str = "") -> str:
     if not netloc.isascii():
         try:
             port = parts.port
-        except ValueError as exc:
-            raise ConfigError(f"{name}: invalid port ({exc}), got {url!r}") from None
+        except ValueError:  # its message quotes the port, which may be part of a password
+            raise ConfigError(f"{name}: invalid port, got {mask_url(url)!r}") from None
         userinfo = netloc.rpartition("@")[0]
         netloc = quote(userinfo, safe="%:!$&'()*+,;=-._~") + "@" if "@" in parts.netloc else ""
         netloc += _ascii_domain(name, host) + (f":{port}" if port is not None else "")
@@ -243,13 +268,30 @@ def _check_redis_url(url: str) -> None:
 
     name = "NEWSLETTER_REDIS_URL"
     if not url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(f"{name}: expected a redis:// URL, got {url!r}")
+        raise ConfigError(f"{name}: expected a redis:// or rediss:// URL, got {mask_url(url)!r}")
     try:
         port = urlsplit(url).port
-        parse_url(url)
+    except ValueError:  # its message quotes the port, which may be part of a password
+        raise ConfigError(f"{name}: the port must be a number between 1 and 65535, got {mask_url(url)!r}") from None
+    try:
+        options = parse_url(url)
     except ValueError as exc:
         raise ConfigError(f"{name}: {exc}") from None
     _check_port(name, port)
+    _check_redis_tls_files(name, url, options)
+
+
+def _check_redis_tls_files(name: str, url: str, options: Mapping[str, Any]) -> None:
+    # redis-py passes unknown query parameters to the connection as they are: a plain
+    # redis:// connection refuses ssl_* with a TypeError, a missing file fails the first
+    # connection only.
+    for key in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+        if key not in options:
+            continue
+        if not url.startswith("rediss://"):
+            raise ConfigError(f"{name}: {key} needs a rediss:// (TLS) URL")
+        if not Path(options[key]).is_file():
+            raise ConfigError(f"{name}: {key}: no such file {options[key]!r}")
 
 
 def _check_database_url(url: str) -> None:
@@ -258,11 +300,11 @@ def _check_database_url(url: str) -> None:
 
     name = "NEWSLETTER_DATABASE_URL"
     if not url.startswith(("sqlite", "postgresql")):
-        raise ConfigError(f"{name}: expected a sqlite:// or postgresql:// URL, got {url!r}")
+        raise ConfigError(f"{name}: expected a sqlite:// or postgresql:// URL, got {mask_url(url)!r}")
     try:
         port = make_url(url).port
-    except ArgumentError as exc:
-        raise ConfigError(f"{name}: {exc}") from None
+    except ArgumentError:  # its message quotes the whole URL
+        raise ConfigError(f"{name}: not a SQLAlchemy URL, got {mask_url(url)!r}") from None
     except ValueError:  # SQLAlchemy's int() of the port
         raise ConfigError(f"{name}: the port must be a number between 1 and 65535") from None
     _check_port(name, port)
@@ -276,6 +318,24 @@ def _check_list_id(list_name: str, list_id: str) -> None:
     if list_id and not _LIST_ID.fullmatch(list_id):
         raise ConfigError(
             f"NEWSLETTER_LIST_ID: expected a dotted id like 'jobs.example.org' (RFC 2919), got {list_id!r}"
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_plaintext_auth(s: Settings) -> None:
+    # The password in clear is tolerable only where it never leaves this host.
+    if s.smtp_plaintext_auth_on_loopback and not _is_loopback(s.smtp_host):
+        raise ConfigError(
+            "NEWSLETTER_SMTP_PLAINTEXT_AUTH_ON_LOOPBACK: only for a relay on 127.0.0.0/8, ::1 or localhost, "
+            f"but NEWSLETTER_SMTP_HOST is {s.smtp_host!r}"
         )
 
 
@@ -349,11 +409,12 @@ def validate(settings: Settings) -> Settings:
         )
     if bool(s.smtp_username) != bool(s.smtp_password):
         raise ConfigError("NEWSLETTER_SMTP_PASSWORD: SMTP AUTH needs both a username and a password")
+    _check_plaintext_auth(s)
     if s.smtp_ca_file and not Path(s.smtp_ca_file).is_file():
         raise ConfigError(f"NEWSLETTER_SMTP_CA_FILE: no such file {s.smtp_ca_file!r}")
     base = urlsplit(s.base_url)
     if base.scheme not in ("http", "https") or not base.netloc or base.query or base.fragment:
-        raise ConfigError(f"NEWSLETTER_BASE_URL: expected an absolute http(s) URL, got {s.base_url!r}")
+        raise ConfigError(f"NEWSLETTER_BASE_URL: expected an absolute http(s) URL, got {mask_url(s.base_url)!r}")
     s = replace(s, base_url=_ascii_url("NEWSLETTER_BASE_URL", s.base_url))
     s = replace(s, mail_from=_ascii_mailbox("NEWSLETTER_MAIL_FROM", s.mail_from))
     if s.bounce_address:
@@ -404,7 +465,7 @@ def validate(settings: Settings) -> Settings:
     for name, url in (("NEWSLETTER_BOARD_URL", s.board_url), ("NEWSLETTER_BOARD_SEARCH_URL", s.board_search_url)):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(f"{name}: expected an absolute http(s) URL, got {url!r}")
+            raise ConfigError(f"{name}: expected an absolute http(s) URL, got {mask_url(url)!r}")
     s = replace(s, board_url=_ascii_url("NEWSLETTER_BOARD_URL", s.board_url),
                 board_search_url=_ascii_url("NEWSLETTER_BOARD_SEARCH_URL", s.board_search_url, keep="{}"))
     dkim = (s.dkim_selector, s.dkim_domain, s.dkim_key_file)
@@ -416,7 +477,7 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError(f"NEWSLETTER_DKIM_KEY_FILE: no such file {s.dkim_key_file!r}")
     privacy = urlsplit(s.privacy_url)
     if privacy.scheme not in ("http", "https") or not privacy.netloc:
-        raise ConfigError(f"NEWSLETTER_PRIVACY_URL: expected an absolute http(s) URL, got {s.privacy_url!r}")
+        raise ConfigError(f"NEWSLETTER_PRIVACY_URL: expected an absolute http(s) URL, got {mask_url(s.privacy_url)!r}")
     s = replace(s, privacy_url=_ascii_url("NEWSLETTER_PRIVACY_URL", s.privacy_url))
     if not s.impressum.strip():
         raise ConfigError("NEWSLETTER_IMPRESSUM: the operator's Impressum is required (DDG §5)")
@@ -427,10 +488,18 @@ def validate(settings: Settings) -> Settings:
     if s.is_production:
         if not s.secret_key:
             raise ConfigError("NEWSLETTER_SECRET_KEY: required when NEWSLETTER_ENV=production")
-        if len(s.secret_key) < 32:
-            raise ConfigError("NEWSLETTER_SECRET_KEY: use at least 32 random characters in production")
+        if len(s.secret_key) < MIN_KEY_LENGTH:
+            raise ConfigError(f"NEWSLETTER_SECRET_KEY: use at least {MIN_KEY_LENGTH} random characters in production")
+        # An old key still signs valid links: a weak one is as good as a weak key.
+        for number, old in enumerate(s.secret_key_fallbacks, 1):
+            if len(old) < MIN_KEY_LENGTH:
+                raise ConfigError(f"NEWSLETTER_SECRET_KEY_FALLBACKS: entry {number} is shorter than "
+                                  f"{MIN_KEY_LENGTH} characters; every key must be as strong in production")
+        if s.smtp_username and s.smtp_security == "none" and not s.smtp_plaintext_auth_on_loopback:
+            raise ConfigError("NEWSLETTER_SMTP_SECURITY: SMTP AUTH would send the password in clear; use starttls or "
+                              "tls (or, for a relay on this host, NEWSLETTER_SMTP_PLAINTEXT_AUTH_ON_LOOPBACK=true)")
         if base.scheme != "https":
-            raise ConfigError(f"NEWSLETTER_BASE_URL: must be https in production, got {s.base_url!r}")
+            raise ConfigError(f"NEWSLETTER_BASE_URL: must be https in production, got {mask_url(s.base_url)!r}")
         if s.demo:
             raise ConfigError("NEWSLETTER_DEMO: the demo inbox cannot be turned on in production")
         # The built-in values describe a made-up operator: in production every mail would
@@ -466,15 +535,33 @@ def _dev_secret_key(instance: Path) -> str:
 
 def _read_or_make_key(path: Path) -> str:
     try:
-        return path.read_text().strip()
+        return _checked_key(path)
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(48)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process of `make demo` won the race
-        return path.read_text().strip()
+    # Written aside and linked into place, so that a process losing the race (`make demo`
+    # starts several) reads a whole key, never an empty file still being written.
+    draft = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(key)
+    try:
+        os.link(draft, path)
+    except FileExistsError:  # another process won the race
+        return _checked_key(path)
+    finally:
+        draft.unlink()
+    return key
+
+
+def _checked_key(path: Path) -> str:
+    # An empty file would sign every link with the empty key, which anyone can forge.
+    key = path.read_text().strip()
+    if len(key) < MIN_KEY_LENGTH:
+        held = f"only {len(key)} characters" if key else "no key"
+        raise ConfigError(
+            f"NEWSLETTER_SECRET_KEY: the development key file {str(path)!r} holds {held} (at least "
+            f"{MIN_KEY_LENGTH} needed); delete it to have a new one made, or set NEWSLETTER_SECRET_KEY"
+        )
     return key

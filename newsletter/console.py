@@ -16,11 +16,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
-from urllib.parse import urlsplit, urlunsplit
 
 import click
 
-from .config import ConfigError, Settings, load_settings
+from .config import ConfigError, Settings, load_settings, mask_url
 
 LIGHT_COMMANDS = ("worker", "scheduler")
 ENV_FILE_OPTIONS = ("-e", "--env-file")
@@ -73,15 +72,6 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _without_password(url: str) -> str:
-    """The URL for a message on stderr, which ends up in logs: without its password."""
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
-
-
 # SQLite's and PostgreSQL's words for a table that is not there: a database never migrated.
 _NO_SCHEMA = re.compile(r"no such table|relation \S+ does not exist")
 
@@ -95,12 +85,12 @@ def infrastructure_error(exc: BaseException, settings: Settings | None = None) -
     from sqlalchemy.exc import DBAPIError
 
     if isinstance(exc, DBAPIError):
-        where = f" {_without_password(settings.database_url)}" if settings else ""
+        where = f" {mask_url(settings.database_url)}" if settings else ""
         reason = str(exc.orig) if exc.orig is not None else str(exc)
         hint = "; run `newsletter db upgrade` first" if _NO_SCHEMA.search(reason) else ""
         return f"the database{where} failed: {_one_line(reason)}{hint}"
     if isinstance(exc, RedisError):
-        where = f" at {_without_password(settings.redis_url)}" if settings else ""
+        where = f" at {mask_url(settings.redis_url)}" if settings else ""
         verb = "does not answer" if isinstance(exc, (RedisConnectionError, RedisTimeoutError)) else "failed"
         return f"Redis{where} {verb}: {_one_line(str(exc))}"
     if isinstance(exc, OSError):

@@ -17,7 +17,7 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
-from .config import Settings
+from .config import Settings, mask_url
 from .demo_inbox import start_server
 from .migrate import upgrade
 
@@ -95,7 +95,7 @@ def run_demo(settings: Settings, port: int = 5000) -> None:
     settings = replace(settings, smtp_host="127.0.0.1", smtp_port=settings.demo_smtp_port)
 
     revision = upgrade(settings.database_url)
-    print(f"demo: database {settings.database_url} at revision {revision}")
+    print(f"demo: database {mask_url(settings.database_url)} at revision {revision}")
     _seed(settings)
     # The demo's editions come from its "send an edition now" button; the schedule's first
     # slot is set two weeks ahead so that the scheduler does not send one at start.

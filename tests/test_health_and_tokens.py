@@ -14,7 +14,9 @@ from tests.smtp_sink import free_port
 def test_healthz_is_200_when_database_and_redis_answer(client):
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
+    assert response.get_json() == {
+        "status": "ok", "checks": {"database": "ok", "redis": "ok"}, "client_ip": "127.0.0.1", "trusted_proxies": 0,
+    }
 
 
 def test_healthz_is_503_without_redis(settings):

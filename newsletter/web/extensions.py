@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Iterable
 
@@ -18,9 +19,27 @@ from ..models import OutboxMessage
 
 log = logging.getLogger(__name__)
 
+
+def client_key() -> str:
+    """The rate-limit bucket of the request's client: its IPv4 address, or its IPv6 /64.
+
+    A home or server line gets a whole /64, so per IPv6 address its owner would have an
+    unlimited budget (STANDARDS 28)."""
+    address = get_remote_address()
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
+    return str(ip)
+
+
 # No X-RateLimit-* headers: a form post never reads them, and they cost two Redis round
 # trips per request on the signup's hot path (bench/signup.py).
-limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enabled=False)
+limiter = Limiter(key_func=client_key, default_limits=[], headers_enabled=False)
 
 
 def settings() -> Settings:
@@ -58,6 +77,10 @@ def init_limiter(app: Flask, s: Settings) -> None:
         RATELIMIT_KEY_PREFIX="newsletter",
     )
     limiter.init_app(app)
+    # The views' decorators name this one Limiter, so an app made after another (tests,
+    # a reload) hands it a new storage; that the previous one was down says nothing about
+    # it (Flask-Limiter 4.1 keeps the flag across init_app).
+    limiter._storage_dead = False
 
 
 def signup_limit() -> str:

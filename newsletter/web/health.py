@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..db import get_session
-from .extensions import redis
+from .extensions import redis, settings
 
 bp = Blueprint("health", __name__)
 
@@ -27,4 +27,9 @@ def healthz() -> tuple[Response, int]:
     except RedisError as exc:
         checks["redis"] = f"error: {type(exc).__name__}"
     healthy = all(value == "ok" for value in checks.values())
-    return jsonify(status="ok" if healthy else "unavailable", checks=checks), 200 if healthy else 503
+    # The address the rate limits and consent records see: an operator checks here that
+    # NEWSLETTER_TRUSTED_PROXIES matches the proxies in front (README).
+    return jsonify(
+        status="ok" if healthy else "unavailable", checks=checks,
+        client_ip=request.remote_addr, trusted_proxies=settings().trusted_proxies,
+    ), 200 if healthy else 503

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Flask, g, has_request_context, request
+from flask import Flask, g, has_request_context, request, url_for
 from flask_babel import Babel, get_locale
 from werkzeug.exceptions import HTTPException
 
@@ -45,9 +45,19 @@ def keep_page_language(endpoint: str, values: dict[str, object]) -> None:
         values["lang"] = page
 
 
+def language_url(language: str) -> str:
+    """This page in `language`, built from its endpoint: a link built from the request's
+    path would follow it anywhere, and `/\\evil.example` is another host to a browser.
+    A request no route matched (a 404 page) gets the signup form."""
+    if request.endpoint is None or request.endpoint == "static":
+        return url_for("public.subscribe_form", lang=language)
+    return url_for(request.endpoint, **(request.view_args or {}), lang=language)
+
+
 def init_app(app: Flask) -> None:
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(TRANSLATIONS)
     app.config["BABEL_DEFAULT_LOCALE"] = "de"
     Babel(app, locale_selector=select_locale)
     app.jinja_env.globals["get_locale"] = get_locale
+    app.jinja_env.globals["language_url"] = language_url
     app.url_defaults(keep_page_language)
