@@ -111,18 +111,23 @@ def subscribers_import(file: Path) -> None:
 
 @subscribers.command("purge")
 def subscribers_purge() -> None:
-    """Delete unconfirmed signups past NEWSLETTER_UNCONFIRMED_RETENTION_DAYS and consent
-    proof past NEWSLETTER_CONSENT_RETENTION_DAYS."""
+    """Delete unconfirmed signups past NEWSLETTER_UNCONFIRMED_RETENTION_DAYS, former readers
+    past NEWSLETTER_FORMER_READER_RETENTION_DAYS and consent proof past
+    NEWSLETTER_CONSENT_RETENTION_DAYS (to the end of that year)."""
     from . import subscriptions
     from .db import get_session
 
     session = get_session()
     s = settings()
     unconfirmed = subscriptions.purge_unconfirmed(session, s.unconfirmed_retention_days)
+    former = subscriptions.purge_former_readers(session, s.former_reader_retention_days)
     records = subscriptions.purge_consent_records(session, s.consent_retention_days)
+    budget = subscriptions.purge_confirmation_mails(session)
     session.commit()
     click.echo(f"unconfirmed: {unconfirmed}")
+    click.echo(f"former_readers: {former}")
     click.echo(f"consent_records: {records}")
+    click.echo(f"confirmation_mails: {budget}")
 
 
 # -- digests ----------------------------------------------------------------------------

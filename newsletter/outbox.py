@@ -16,6 +16,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from .config import Settings
+from .consent import LANGUAGES
 from .db import Database
 from .dkim_signing import signer_for
 from .mail import MailBuildError, Renderer, ascii_address, build_message, list_headers, verp_sender
@@ -44,14 +45,21 @@ log = logging.getLogger(__name__)
 CONFIRM = "confirm"
 WELCOME = "welcome"
 MANAGE = "manage"
+# A fresh, expiring link to a reader's data export and erasure (STANDARDS 14, 26).
+DATA = "data"
 # A mail_build alarm is raised at most once in this long (see _send).
 ALARM_QUIET = timedelta(minutes=10)
+
+# Everyone we hold data about and may mail may ask for it (Art. 15 DSGVO); bounced and
+# complained addresses are not mailed at all.
+DATA_STATES = frozenset({SubscriberStatus.PENDING, SubscriberStatus.CONFIRMED, SubscriberStatus.UNSUBSCRIBED})
 
 # Which subscriber states each kind of mail may still go to when its turn comes.
 _ALLOWED = {
     CONFIRM: {SubscriberStatus.PENDING},
     WELCOME: {SubscriberStatus.CONFIRMED},
     MANAGE: {SubscriberStatus.CONFIRMED, SubscriberStatus.UNSUBSCRIBED},
+    DATA: DATA_STATES,
 }
 
 
@@ -134,6 +142,8 @@ def _send(
         kind, attempts, created_at = message.kind, message.attempts, message.created_at
         email, language, public_id = subscriber.email, subscriber.language, subscriber.public_id
         status = subscriber.status
+        if kind == CONFIRM:
+            language = _requested_language(message.payload, language)
 
     try:
         utf8 = transport.smtputf8
@@ -146,7 +156,7 @@ def _send(
         # Subject as RFC 2047 encoded-words (STANDARDS 21), whatever the relay offers.
         needs_utf8 = utf8 and not recipient.isascii()
         try:
-            composed, headers = _compose(settings, renderer, kind, language, public_id, status)
+            composed, headers = _compose(settings, renderer, kind, language, public_id, status, message_id)
             data, rfc_message_id = build_message(settings, composed, to=recipient, headers=headers, utf8=needs_utf8)
             signer = signer_for(settings)
             if signer is not None:
@@ -203,25 +213,41 @@ def _send(
     return Outcome(OutboxStatus.SENT)
 
 
+def _requested_language(payload: object, default: str) -> str:
+    # A signup for a known address asks in its own language: its confirmation mail is
+    # read by whoever asked, before anything on the row changes.
+    requested = payload.get("language") if isinstance(payload, dict) else None
+    return requested if requested in LANGUAGES else default
+
+
 def _compose(
-    settings: Settings, renderer: Renderer, kind: str, language: str, public_id: str, status: str
+    settings: Settings, renderer: Renderer, kind: str, language: str, public_id: str, status: str,
+    message_id: int | None = None,
 ) -> tuple[object, dict[str, str]]:
     tokens = tokens_for(settings)
     # Gmail's feedback loop reports complaints per Feedback-ID: one per kind of mail.
     headers = {"Feedback-ID": f"{kind}:transactional:newsletter:{settings.mail_domain}"}
     if kind == CONFIRM:
+        # The link names this mail: clicking it confirms what was asked for with it.
+        confirm_url = settings.url(f"/confirm/{tokens.confirm(public_id, message_id)}")
         composed = renderer.render(
-            "confirm", language, confirm_url=settings.url(f"/confirm/{tokens.confirm(public_id)}"),
+            "confirm", language, confirm_url=confirm_url,
             max_age_hours=int(settings.confirm_max_age_hours),
         )
         return composed, headers
+    # Timed from when the mail is built, so it works as long as it says from its arrival.
+    data = {"data_url": settings.url(f"/data/{tokens.data(public_id)}"),
+            "max_age_minutes": int(settings.data_link_max_age_minutes)} if kind in (DATA, MANAGE) else {}
+    if kind == DATA:
+        # Only the data link, and no list headers: it goes to pending and former readers too.
+        return renderer.render(DATA, language, **data), headers
     unsubscribe_url = settings.url(f"/unsubscribe/{tokens.unsubscribe(public_id)}")
     preferences_url = settings.url(f"/preferences/{tokens.preferences(public_id)}")
     if status == SubscriberStatus.CONFIRMED:
         headers.update(list_headers(settings, unsubscribe_url))
     composed = renderer.render(
         kind, language, unsubscribe_url=unsubscribe_url, preferences_url=preferences_url,
-        subscribed=status == SubscriberStatus.CONFIRMED,
+        subscribed=status == SubscriberStatus.CONFIRMED, **data,
     )
     return composed, headers
 

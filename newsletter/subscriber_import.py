@@ -17,7 +17,16 @@ from datetime import UTC, datetime
 from sqlalchemy.orm import Session
 
 from . import outbox
-from .models import ConsentEvent, Subscriber, SubscriberStatus, Suppression, email_hash, utcnow
+from .mailbox import mailbox_hash
+from .models import (
+    ConfirmationMail,
+    ConsentEvent,
+    Subscriber,
+    SubscriberStatus,
+    Suppression,
+    email_hash,
+    utcnow,
+)
 from .validation import InvalidInput, clean_email, clean_language, clean_text
 
 REQUIRED_COLUMNS = ("email",)
@@ -132,7 +141,7 @@ def import_csv(session: Session, text: str, source: str = "import") -> ImportRep
         sub = Subscriber(
             email=email, email_hash=hashed, language=language, keywords=keywords, location=location,
             status=status, created_at=confirmed_at or now, confirmed_at=confirmed_at,
-            confirmation_sent_at=None if confirmed_at else now,
+            confirmation_sent_at=None if confirmed_at else now, pending_since=None if confirmed_at else now,
         )
         session.add(sub)
         session.flush()
@@ -152,6 +161,8 @@ def import_csv(session: Session, text: str, source: str = "import") -> ImportRep
                     ip=ip, consent_text=wording or None, channel="import", detail={"source": source},
                 )
             )
+            # Counted in the mailbox's budget, so that the form cannot mail it again today.
+            session.add(ConfirmationMail(mailbox_hash=mailbox_hash(email), sent_at=now))
             report.outbox_ids.append(outbox.add_message(session, sub, outbox.CONFIRM).id)
             report.pending += 1
     return report

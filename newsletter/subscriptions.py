@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, literal_column, select, update
+from sqlalchemy import Connection, bindparam, case, delete, func, literal_column, select, update
 from sqlalchemy.orm import Session
 
 from . import consent, outbox
+from .mailbox import mailbox_hash
 from .models import (
+    ConfirmationMail,
     ConsentEvent,
     OutboxMessage,
     OutboxStatus,
@@ -25,8 +27,15 @@ from .models import (
 )
 from .validation import Preferences
 
-CONFIRMATION_INTERVAL = timedelta(hours=24)  # STANDARDS 28: one per address per day
-MANAGE_LINK_INTERVAL = timedelta(hours=1)
+# STANDARDS 28: confirmation mails per mailbox (every +tag and dot spelling of one inbox),
+# however often the form is sent: one a day, and three in a month.
+CONFIRMATION_INTERVAL = timedelta(hours=24)
+CONFIRMATION_WINDOW = timedelta(days=30)
+CONFIRMATIONS_PER_WINDOW = 3
+# Anyone can type an address into /manage: its owner hears from us at most once a day.
+MANAGE_LINK_INTERVAL = timedelta(hours=24)
+# The data-link button sits on the preferences page, which a forwarded digest opens too.
+DATA_LINK_INTERVAL = timedelta(minutes=10)
 HARD_SUPPRESSIONS = ("bounced", "complained")
 # The consent proof (STANDARDS 11, 15): what shows consent given and withdrawn, kept after
 # an erasure for its retention time. The rest of the log (preference changes, link
@@ -87,21 +96,26 @@ def _due(last: datetime | None, interval: timedelta, now: datetime) -> bool:
 # The signup's statements, built once: constructing a statement costs more than running
 # it on this hot path (bench/signup.py); executions only bind parameters.
 _SUBSCRIBERS, _EVENTS, _OUTBOX = Subscriber.__table__, ConsentEvent.__table__, OutboxMessage.__table__
-_SUPPRESSIONS = Suppression.__table__
-# One row whatever exists: the address's suppression reason (or NULL), and its subscriber's
-# columns (NULLs when there is none): one statement for the lookup, not two.
+_SUPPRESSIONS, _MAILS = Suppression.__table__, ConfirmationMail.__table__
+# One row whatever exists: the address's suppression reason (or NULL), its mailbox's
+# confirmation budget (the last mail, the mails of the window), and its subscriber's
+# columns (NULLs when there is none): one statement for the lookup, not three.
 _ONE_ROW = select(literal_column("1").label("one")).subquery("one_row")
+_OF_MAILBOX = _MAILS.c.mailbox_hash == bindparam("mailbox")
 _LOOKUP = (
     select(
         select(_SUPPRESSIONS.c.reason).where(_SUPPRESSIONS.c.email_hash == bindparam("hashed")).scalar_subquery().label("reason"),
-        _SUBSCRIBERS.c.id, _SUBSCRIBERS.c.status, _SUBSCRIBERS.c.confirmation_sent_at,
-        _SUBSCRIBERS.c.manage_link_sent_at, _SUBSCRIBERS.c.public_id,
+        select(func.max(_MAILS.c.sent_at)).where(_OF_MAILBOX).scalar_subquery().label("last_mail"),
+        select(func.count(_MAILS.c.id)).where(_OF_MAILBOX, _MAILS.c.sent_at > bindparam("window_start"))
+        .scalar_subquery().label("mails_in_window"),
+        _SUBSCRIBERS.c.id, _SUBSCRIBERS.c.status, _SUBSCRIBERS.c.manage_link_sent_at, _SUBSCRIBERS.c.public_id,
     )
     .select_from(_ONE_ROW.outerjoin(_SUBSCRIBERS, _SUBSCRIBERS.c.email_hash == bindparam("hashed")))
 )
 _INSERT_SUBSCRIBER = _SUBSCRIBERS.insert().returning(_SUBSCRIBERS.c.id)
 _INSERT_EVENT = _EVENTS.insert()
 _INSERT_OUTBOX = _OUTBOX.insert().returning(_OUTBOX.c.id)
+_INSERT_MAIL = _MAILS.insert()
 
 
 def signup(
@@ -114,52 +128,71 @@ def signup(
     The consent record holds the wording shown: `consent_version` in `consent_language`
     (default: the newsletter's language).
 
-    The hot path of the signup form: one lookup, then three inserts for a new address.
+    The hot path of the signup form: one lookup, then four inserts for a new address.
+    Preferences typed into an anonymous form change an existing row only through the
+    confirmation mail they were sent with: they ride in its outbox row until its link is
+    clicked (see `confirm`).
     """
     conn = session.connection()
     now = utcnow()
-    hashed = email_hash(email)
-    row = conn.execute(_LOOKUP, {"hashed": hashed}).one()
+    hashed, mailbox = email_hash(email), mailbox_hash(email)
+    window_start = now - CONFIRMATION_WINDOW
+    row = conn.execute(_LOOKUP, {"hashed": hashed, "mailbox": mailbox, "window_start": window_start}).one()
     if row.reason in HARD_SUPPRESSIONS or row.status in HARD_SUPPRESSIONS:
         return []
-    found = row if row.id is not None else None
-    version = consent_version
+    if row.status == SubscriberStatus.CONFIRMED:
+        return _remind(conn, row, now)
+    # The budget is the mailbox's, kept apart from the row: it holds across every spelling
+    # of the inbox and across an erasure (STANDARDS 28).
+    due = _due(row.last_mail, CONFIRMATION_INTERVAL, now) and row.mails_in_window < CONFIRMATIONS_PER_WINDOW
     event = {
         "event": "signup", "at": now, "ip": origin.ip, "user_agent": (origin.user_agent or "")[:500] or None,
         "form_url": (origin.form_url or "")[:500] or None, "channel": origin.channel,
-        "consent_version": version, "consent_text": consent.consent_text(
-            consent_language or prefs.language, version, list_name=list_name, interval_days=interval_days),
-        "email_hash": hashed,
+        "consent_version": consent_version, "consent_text": consent.consent_text(
+            consent_language or prefs.language, consent_version, list_name=list_name, interval_days=interval_days),
+        "email_hash": hashed, "detail": _mailed(due),
     }
-    if found is None:
-        # An erased address has no row to remember its last confirmation mail; the consent
-        # proof kept for it does (STANDARDS 28 holds across an erasure).
-        last_sent = _last_confirmation_sent(conn, hashed) if row.reason is not None else None
-        due = _due(last_sent, CONFIRMATION_INTERVAL, now)
+    if row.id is None:
         public_id = new_public_id()
         subscriber_id = conn.execute(_INSERT_SUBSCRIBER, {
             "public_id": public_id, "email": email, "email_hash": hashed, "language": prefs.language,
             "keywords": prefs.keywords, "location": prefs.location, "status": SubscriberStatus.PENDING,
-            "created_at": now, "confirmation_sent_at": now if due else last_sent,
+            "created_at": now, "pending_since": now, "confirmation_sent_at": now if due else None,
         }).scalar_one()
-        conn.execute(_INSERT_EVENT, {**event, "subscriber_public_id": public_id, "detail": _mailed(due)})
-        return [_insert_outbox(conn, subscriber_id, outbox.CONFIRM, now)] if due else []
-    if found.status == SubscriberStatus.CONFIRMED:
-        # Already subscribed: a reminder with the preferences link, not a second opt-in,
-        # and no change to the preferences from an unauthenticated form.
-        if not _due(found.manage_link_sent_at, CONFIRMATION_INTERVAL, now):
-            return []
-        conn.execute(update(Subscriber).where(Subscriber.id == found.id).values(manage_link_sent_at=now))
-        return [_insert_outbox(conn, found.id, outbox.MANAGE, now)]
+        conn.execute(_INSERT_EVENT, {**event, "subscriber_public_id": public_id})
+        return [_queue_confirmation(conn, subscriber_id, mailbox, now)] if due else []
     # Pending, or unsubscribed and signing up again: double opt-in once more.
-    due = _due(found.confirmation_sent_at, CONFIRMATION_INTERVAL, now)
-    changes: dict[str, object] = {"status": SubscriberStatus.PENDING, "language": prefs.language,
-                                  "keywords": prefs.keywords, "location": prefs.location}
+    changes = _back_to_pending(row.status, now)
+    public_id = str(changes.get("public_id", row.public_id))
     if due:
         changes["confirmation_sent_at"] = now
-    conn.execute(update(Subscriber).where(Subscriber.id == found.id).values(**changes))
-    conn.execute(_INSERT_EVENT, {**event, "subscriber_public_id": found.public_id, "detail": _mailed(due)})
-    return [_insert_outbox(conn, found.id, outbox.CONFIRM, now)] if due else []
+    if changes:
+        conn.execute(update(Subscriber).where(Subscriber.id == row.id).values(**changes))
+    conn.execute(_INSERT_EVENT, {**event, "subscriber_public_id": public_id})
+    return [_queue_confirmation(conn, row.id, mailbox, now, _requested(prefs))] if due else []
+
+
+def _remind(conn: Connection, row: Any, now: datetime) -> list[int]:
+    # Already subscribed: a reminder with the preferences link, not a second opt-in,
+    # and no change to the preferences from an unauthenticated form.
+    if not _due(row.manage_link_sent_at, CONFIRMATION_INTERVAL, now):
+        return []
+    conn.execute(update(Subscriber).where(Subscriber.id == row.id).values(manage_link_sent_at=now))
+    return [_insert_outbox(conn, row.id, outbox.MANAGE, now)]
+
+
+def _back_to_pending(status: str, now: datetime) -> dict[str, object]:
+    """The changes that start a new pending period; none for a row already pending (a
+    repeat must neither keep it from the purge nor touch what its owner chose)."""
+    if status == SubscriberStatus.PENDING:
+        return {}
+    # A new public_id: links mailed to the former subscription (preferences, unsubscribe)
+    # must open nothing of this one, which nobody has confirmed yet.
+    return {"status": SubscriberStatus.PENDING, "pending_since": now, "public_id": new_public_id()}
+
+
+def _requested(prefs: Preferences) -> dict[str, str]:
+    return {"keywords": prefs.keywords, "location": prefs.location, "language": prefs.language}
 
 
 # Whether a signup asked for a confirmation mail: the ones that did are the proof of the
@@ -172,33 +205,65 @@ def _mailed(due: bool) -> dict[str, bool]:
     return _MAILED if due else _NOT_MAILED
 
 
-def _last_confirmation_sent(conn: Connection, hashed: str) -> datetime | None:
-    return conn.execute(
-        select(func.max(_EVENTS.c.at)).where(_EVENTS.c.email_hash == hashed, _EVENTS.c.event == "confirmation_sent")
-    ).scalar()
+def _queue_confirmation(
+    conn: Connection, subscriber_id: int, mailbox: str, now: datetime, requested: dict[str, str] | None = None
+) -> int:
+    conn.execute(_INSERT_MAIL, {"mailbox_hash": mailbox, "sent_at": now})
+    return _insert_outbox(conn, subscriber_id, outbox.CONFIRM, now, requested)
 
 
-def _insert_outbox(conn: Connection, subscriber_id: int, kind: str, now: datetime) -> int:
-    return int(conn.execute(_INSERT_OUTBOX, {
+def _insert_outbox(
+    conn: Connection, subscriber_id: int, kind: str, now: datetime, payload: dict[str, str] | None = None
+) -> int:
+    values: dict[str, object] = {
         "kind": kind, "subscriber_id": subscriber_id, "status": "pending", "attempts": 0, "created_at": now,
         "next_attempt_at": now, "queued_at": now,
-    }).scalar_one())
+    }
+    if payload is not None:  # left out, not None: the JSON column would store a JSON null
+        values["payload"] = payload
+    return int(conn.execute(_INSERT_OUTBOX, values).scalar_one())
 
 
-def confirm(session: Session, sub: Subscriber, origin: Origin) -> tuple[str, list[int]]:
-    """Confirm a pending subscriber: ('confirmed', ids), ('already', []) or ('invalid', [])."""
+def confirm(
+    session: Session, sub: Subscriber, origin: Origin, message_id: int | None = None
+) -> tuple[str, list[int]]:
+    """Confirm a pending subscriber: ('confirmed', ids), ('already', []) or ('invalid', []).
+    `message_id` is the confirmation mail whose link was clicked: the preferences asked for
+    with it take effect now, the owner of the address having confirmed them."""
     if sub.status == SubscriberStatus.CONFIRMED:
         return "already", []
     if sub.status != SubscriberStatus.PENDING:
         return "invalid", []
     if _hard_suppressed(session, sub.email_hash):
         return "invalid", []
+    requested = requested_preferences(session, sub, message_id)
+    if requested is not None:
+        update_preferences(session, sub, requested, origin)
     sub.status = SubscriberStatus.CONFIRMED
     sub.confirmed_at = utcnow()
     sub.unsubscribed_at = None
     session.execute(delete(Suppression).where(Suppression.email_hash == sub.email_hash))
     _event(session, sub, "confirmed", origin)
     return "confirmed", [outbox.add_message(session, sub, outbox.WELCOME).id]
+
+
+def requested_preferences(session: Session, sub: Subscriber, message_id: int | None) -> Preferences | None:
+    """The preferences a signup asked for, carried by its confirmation mail `message_id`;
+    None when that is no confirmation mail of `sub` or carries none (the first signup's
+    are on the row already; a link mailed before links named their mail names none)."""
+    if message_id is None:
+        return None
+    message = session.get(OutboxMessage, message_id)
+    if message is None or message.kind != outbox.CONFIRM or message.subscriber_id != sub.id:
+        return None
+    payload = message.payload
+    if not isinstance(payload, dict):
+        return None
+    language = payload.get("language")
+    return Preferences(
+        keywords=str(payload.get("keywords") or ""), location=str(payload.get("location") or ""),
+        language=language if isinstance(language, str) and language in consent.LANGUAGES else sub.language,
+    )
 
 
 def unsubscribe(session: Session, sub: Subscriber, origin: Origin, reason: str | None = None) -> bool:
@@ -208,10 +273,12 @@ def unsubscribe(session: Session, sub: Subscriber, origin: Origin, reason: str |
     sub.status = SubscriberStatus.UNSUBSCRIBED
     sub.unsubscribed_at = utcnow()
     # Mail queued while subscribed (a welcome, a settings link with list headers) must not
-    # arrive after the click (STANDARDS 6); a link asked for later is queued anew.
+    # arrive after the click (STANDARDS 6); a link asked for later is queued anew. A data
+    # link asked for is no list mail: leaving the list must not take it away.
     session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.subscriber_id == sub.id, OutboxMessage.status == OutboxStatus.PENDING)
+        .where(OutboxMessage.subscriber_id == sub.id, OutboxMessage.status == OutboxStatus.PENDING,
+               OutboxMessage.kind != outbox.DATA)
         .values(status=OutboxStatus.CANCELLED, last_error="not needed any more: subscriber unsubscribed")
     )
     if session.get(Suppression, sub.email_hash) is None:
@@ -232,25 +299,41 @@ def update_preferences(session: Session, sub: Subscriber, prefs: Preferences, or
     return True
 
 
+# What /manage mails: a reader gets the settings and a data link; anyone else we hold data
+# about only the data link (Art. 15 DSGVO). Bounced and complained addresses get nothing.
+_LINK_MAIL = {
+    SubscriberStatus.CONFIRMED: outbox.MANAGE,
+    SubscriberStatus.PENDING: outbox.DATA,
+    SubscriberStatus.UNSUBSCRIBED: outbox.DATA,
+}
+
+
 def request_manage_link(session: Session, email: str, origin: Origin) -> list[int]:
-    """Mail the preferences link to `email` if it is on the list; the caller answers the
-    same either way (STANDARDS 14, 29)."""
+    """Mail `email` its links if we hold data about it, at most once a day; the caller
+    answers the same either way (STANDARDS 14, 29)."""
     now = utcnow()
     sub = find_by_email(session, email)
-    if sub is None:
-        return []
-    if sub.status == SubscriberStatus.PENDING:
-        if not _due(sub.confirmation_sent_at, CONFIRMATION_INTERVAL, now):
-            return []
-        sub.confirmation_sent_at = now
-        return [outbox.add_message(session, sub, outbox.CONFIRM).id]
-    if sub.status not in (SubscriberStatus.CONFIRMED, SubscriberStatus.UNSUBSCRIBED):
-        return []
-    if not _due(sub.manage_link_sent_at, MANAGE_LINK_INTERVAL, now):
+    kind = _LINK_MAIL.get(sub.status) if sub is not None else None
+    if sub is None or kind is None or not _due(sub.manage_link_sent_at, MANAGE_LINK_INTERVAL, now):
         return []
     sub.manage_link_sent_at = now
     _event(session, sub, "manage_link_requested", origin)
-    return [outbox.add_message(session, sub, outbox.MANAGE).id]
+    return [outbox.add_message(session, sub, kind).id]
+
+
+def request_data_link(session: Session, sub: Subscriber, origin: Origin) -> list[int]:
+    """Mail `sub` a fresh link to its data export and erasure, at most once per
+    DATA_LINK_INTERVAL. The caller answers the same either way."""
+    if sub.status not in outbox.DATA_STATES:
+        return []
+    last = session.scalar(
+        select(func.max(ConsentEvent.at)).where(
+            ConsentEvent.email_hash == sub.email_hash, ConsentEvent.event == "data_link_requested")
+    )
+    if not _due(last, DATA_LINK_INTERVAL, utcnow()):
+        return []
+    _event(session, sub, "data_link_requested", origin)
+    return [outbox.add_message(session, sub, outbox.DATA).id]
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -324,19 +407,67 @@ def erase(session: Session, sub: Subscriber, origin: Origin) -> None:
     elif entry.reason not in HARD_SUPPRESSIONS:
         entry.reason = "erased"
     _event(session, sub, "erased", origin)
+    _drop_personal_events(session, [sub.email_hash])
+    session.execute(delete(OutboxMessage).where(OutboxMessage.subscriber_id == sub.id))
+    session.delete(sub)
+
+
+def _drop_personal_events(session: Session, hashes: list[str]) -> None:
+    """Delete what the consent log holds about these addresses' people rather than their
+    consent: every event but the proof, and the repeat signups that mailed nothing."""
     session.execute(
-        delete(ConsentEvent).where(ConsentEvent.email_hash == sub.email_hash, ConsentEvent.event.not_in(PROOF_EVENTS))
+        delete(ConsentEvent).where(ConsentEvent.email_hash.in_(hashes), ConsentEvent.event.not_in(PROOF_EVENTS))
     )
     repeats = [
         event.id for event in session.scalars(
-            select(ConsentEvent).where(ConsentEvent.email_hash == sub.email_hash, ConsentEvent.event == "signup")
+            select(ConsentEvent).where(ConsentEvent.email_hash.in_(hashes), ConsentEvent.event == "signup")
         )
         if event.detail == _NOT_MAILED
     ]
     if repeats:
         session.execute(delete(ConsentEvent).where(ConsentEvent.id.in_(repeats)))
-    session.execute(delete(OutboxMessage).where(OutboxMessage.subscriber_id == sub.id))
-    session.delete(sub)
+
+
+FORMER_STATES = (SubscriberStatus.UNSUBSCRIBED, *HARD_SUPPRESSIONS)
+_PURGE_BATCH = 500  # rows per statement: IN lists stay far below every backend's limit
+
+
+def _left_at() -> Any:
+    """When a former reader left: the unsubscribe time; for a bounce or a complaint its
+    last event of that kind, else when the address was suppressed; else the signup."""
+    event_at = select(func.max(ConsentEvent.at)).where(
+        ConsentEvent.subscriber_public_id == Subscriber.public_id, ConsentEvent.event == Subscriber.status,
+    ).scalar_subquery()
+    suppressed_at = select(Suppression.created_at).where(
+        Suppression.email_hash == Subscriber.email_hash).scalar_subquery()
+    unsubscribed_at = case((Subscriber.status == SubscriberStatus.UNSUBSCRIBED, Subscriber.unsubscribed_at))
+    return func.coalesce(unsubscribed_at, event_at, suppressed_at, Subscriber.created_at)
+
+
+def purge_former_readers(session: Session, retention_days: int, now: datetime | None = None) -> int:
+    """Delete the personal fields (address, search, place) of readers gone for longer than
+    `retention_days` (STANDARDS 34): their row, with its deliveries and mails (by foreign
+    key), and their consent events but the proof. What erase keeps stays: the hashed
+    suppression entry and the proof, until purge_consent_records. Returns how many went."""
+    cutoff = (now or utcnow()) - timedelta(days=retention_days)
+    gone = session.execute(
+        select(Subscriber.id, Subscriber.email_hash, Subscriber.status)
+        .where(Subscriber.status.in_(FORMER_STATES), _left_at() < cutoff)
+        .order_by(Subscriber.id)
+    ).all()
+    for start in range(0, len(gone), _PURGE_BATCH):
+        batch = gone[start:start + _PURGE_BATCH]
+        _keep_suppressed(session, [(row.email_hash, row.status) for row in batch])
+        _drop_personal_events(session, [row.email_hash for row in batch])
+        session.execute(delete(Subscriber).where(Subscriber.id.in_([row.id for row in batch])))
+    return len(gone)
+
+
+def _keep_suppressed(session: Session, rows: list[tuple[str, str]]) -> None:
+    """A suppression entry for every (hash, reason) lacking one: after the row is gone it is
+    all that stops an import or a slip from mailing the address."""
+    known = set(session.scalars(select(Suppression.email_hash).where(Suppression.email_hash.in_([h for h, _ in rows]))))
+    session.add_all(Suppression(email_hash=hashed, reason=reason) for hashed, reason in rows if hashed not in known)
 
 
 def purge_unconfirmed(session: Session, retention_days: int, now: datetime | None = None) -> int:
@@ -347,7 +478,9 @@ def purge_unconfirmed(session: Session, retention_days: int, now: datetime | Non
         session.scalars(
             select(Subscriber).where(
                 Subscriber.status == SubscriberStatus.PENDING,
-                func.coalesce(Subscriber.confirmation_sent_at, Subscriber.created_at) < cutoff,
+                # From the first signup of the pending period: a form sent again and again
+                # must not keep an unconfirmed address on file for ever.
+                func.coalesce(Subscriber.pending_since, Subscriber.created_at) < cutoff,
             )
         )
     )
@@ -365,9 +498,20 @@ def purge_unconfirmed(session: Session, retention_days: int, now: datetime | Non
     return len(stale)
 
 
+def purge_confirmation_mails(session: Session, now: datetime | None = None) -> int:
+    """Delete the confirmation-mail budget rows older than its window: they limit nothing
+    any more. Returns how many went."""
+    cutoff = (now or utcnow()) - CONFIRMATION_WINDOW
+    result = session.execute(delete(ConfirmationMail).where(ConfirmationMail.sent_at < cutoff))
+    return int(result.rowcount or 0)
+
+
 def purge_consent_records(session: Session, retention_days: int, now: datetime | None = None) -> int:
-    """Delete the consent proof of subscribers gone for longer than its retention time."""
-    cutoff = (now or utcnow()) - timedelta(days=retention_days)
+    """Delete the consent proof of subscribers gone for longer than its retention time,
+    counted to the end of the year in which that time ends, as the limitation period it
+    serves is (§199 BGB): proof whose time ends in March goes in the January after."""
+    now = now or utcnow()
+    cutoff = datetime(now.year, 1, 1) - timedelta(days=retention_days)
     gone = (
         select(ConsentEvent.subscriber_public_id)
         .where(~ConsentEvent.subscriber_public_id.in_(select(Subscriber.public_id)))

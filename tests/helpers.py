@@ -76,6 +76,41 @@ def subscribe_confirmed(client, smtp, drain, email: str, **fields: str):
     return mails[1]
 
 
+def data_link(client, smtp, drain, prefs_path: str, email: str) -> str:
+    """Press "email me a link to my data" on the preferences page and return the path of
+    the /data/ link the mail it brings holds."""
+    before = len(smtp.to(email))
+    page = client.get(prefs_path).get_data(as_text=True)
+    match = re.search(r'<form method="post" action="([^"]+/data-link)"', page)
+    assert match, "no data-link button on the preferences page"
+    assert client.post(match.group(1)).status_code == 200
+    drain()
+    [mail] = smtp.to(email)[before:]
+    return only_link(mail.part("plain"), "/data/")
+
+
+def time_passes(database, days: float) -> None:
+    """Move every stored time `days` back: the clock itself cannot be waited for. The
+    consent log is left as it is: the database refuses UPDATE there."""
+    from datetime import timedelta
+
+    from sqlalchemy import DateTime, and_, select
+
+    from newsletter.models import Base
+
+    shift = timedelta(days=days)
+    with database.session_scope() as session:
+        for table in Base.metadata.sorted_tables:
+            stamps = [column for column in table.columns if isinstance(column.type, DateTime)]
+            if table.name == "consent_events" or not stamps:
+                continue
+            keys = list(table.primary_key.columns)
+            for row in session.execute(select(*keys, *stamps)).all():
+                values = {c.name: row._mapping[c] - shift for c in stamps if row._mapping[c] is not None}
+                if values:
+                    session.execute(table.update().where(and_(*(k == row._mapping[k] for k in keys))).values(values))
+
+
 # -- DKIM: a key of the test's own, and the check of STANDARDS 7 ----------------------------
 
 class DkimKey:

@@ -13,7 +13,19 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from newsletter.models import ConsentEvent
 from newsletter.tokens import CONFIRM_SALT, Tokens
 from tests.conftest import SECRET, make_settings
-from tests.helpers import BASE, DkimKey, all_rows, find_subscriber, form_action, links, only_link, path_of, signup
+from tests.helpers import (
+    BASE,
+    DkimKey,
+    all_rows,
+    find_subscriber,
+    form_action,
+    links,
+    only_link,
+    path_of,
+    signup,
+    subscribe_confirmed,
+    time_passes,
+)
 
 EMAIL = "anna@example.org"
 NEW_SECRET = "rotated-secret-key-abcdefghijklmnopqrstuvwxyz0123456789"
@@ -188,6 +200,17 @@ def test_get_after_confirming_says_already_confirmed(client, database, welcome, 
     assert find_subscriber(database, EMAIL).status == "confirmed"
 
 
+def test_an_already_confirmed_link_shows_no_lasting_links(client, welcome, confirm_path):
+    """A confirmation link may have been forwarded within its 48 hours; once used it must
+    not hand out the preferences and unsubscribe links, which never expire (STANDARDS 26)."""
+    for answer in (client.get(confirm_path), client.post(confirm_path)):
+        html = answer.get_data(as_text=True)
+        assert answer.status_code == 200
+        assert "Sie sind bereits angemeldet" in html
+        assert "/preferences/" not in html and "/unsubscribe/" not in html
+        assert 'href="/manage"' in html
+
+
 # -- tampered and foreign tokens --------------------------------------------------------------------
 
 def _flip(token: str, index: int) -> str:
@@ -323,3 +346,108 @@ def test_old_links_fail_when_the_old_key_is_dropped(settings, smtp, tmp_path, da
         app.extensions["newsletter_db"].dispose()
     assert find_subscriber(database, EMAIL).status == "confirmed"
 
+
+
+# -- a signup for a known address: nothing changes until its own mail is clicked --------------
+
+def _click(client, mail) -> None:
+    """Open the confirmation link of `mail` and press its button."""
+    page = client.get(only_link(mail.part("plain"), "/confirm/"))
+    assert client.post(form_action(page.get_data(as_text=True))).status_code == 200
+
+
+def _one_click(client, welcome) -> str:
+    """Unsubscribe with the welcome mail's List-Unsubscribe; its path."""
+    path = welcome.message["List-Unsubscribe"].strip("<>").replace(BASE, "")
+    assert client.post(path, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    return path
+
+
+def _search(database) -> tuple[str, str, str, str]:
+    sub = find_subscriber(database, EMAIL)
+    return sub.status, sub.keywords, sub.location, sub.language
+
+
+def test_a_signup_for_a_former_reader_changes_the_search_only_through_its_own_mail(client, smtp, drain, database):
+    """Anyone can type a former reader's address into the form: what they type takes effect
+    only when the address's owner clicks the mail it brought."""
+    _one_click(client, subscribe_confirmed(client, smtp, drain, EMAIL, keywords="Python", location="Berlin"))
+    normal = signup(client, "someone@example.net")
+    within_the_day = signup(client, EMAIL, keywords="Spam", location="Nirgendwo")
+    drain()
+    assert (within_the_day.status_code, within_the_day.get_data()) == (normal.status_code, normal.get_data())
+    assert len(smtp.to(EMAIL)) == 2  # no mail: the budget; and so no change either
+    assert _search(database) == ("pending", "Python", "Berlin", "de")
+    time_passes(database, 1.01)
+    normal = signup(client, "someone-else@example.net", language="en")
+    attack = signup(client, EMAIL, keywords="Rust", location="Köln", language="en")
+    assert (attack.status_code, attack.get_data()) == (normal.status_code, normal.get_data())
+    drain()
+    assert _search(database) == ("pending", "Python", "Berlin", "de")
+    confirmation = smtp.to(EMAIL)[-1]
+    assert str(confirmation.message["Subject"]).startswith("Please confirm")  # in the language asked for
+    assert "Rust" not in confirmation.part("plain") and "Köln" not in confirmation.part("plain")
+    _click(client, confirmation)
+    assert _search(database) == ("confirmed", "Rust", "Köln", "en")
+
+
+def test_an_older_confirmation_mail_confirms_what_was_asked_for_with_it(client, smtp, drain, database):
+    _one_click(client, subscribe_confirmed(client, smtp, drain, EMAIL, keywords="Python", location="Berlin"))
+    mails = []
+    for keywords, location in (("Rust", "Köln"), ("Go", "Hamburg")):
+        time_passes(database, 1.01)
+        assert signup(client, EMAIL, keywords=keywords, location=location).status_code == 200
+        drain()
+        mails.append(smtp.to(EMAIL)[-1])
+    assert mails[0] is not mails[1]
+    _click(client, mails[0])
+    assert _search(database) == ("confirmed", "Rust", "Köln", "de")
+    # The later mail's link now says "already confirmed" and changes nothing.
+    assert client.post(only_link(mails[1].part("plain"), "/confirm/")).status_code == 200
+    assert _search(database) == ("confirmed", "Rust", "Köln", "de")
+
+
+def test_a_link_that_names_no_mail_confirms_the_stored_search(client, smtp, drain, database):
+    """Links mailed before they named their mail keep working."""
+    assert signup(client, EMAIL, keywords="Python").status_code == 200
+    token = URLSafeTimedSerializer([SECRET], salt=CONFIRM_SALT).dumps(find_subscriber(database, EMAIL).public_id)
+    assert client.post(f"/confirm/{token}").status_code == 200
+    assert _search(database) == ("confirmed", "Python", "", "de")
+
+
+# -- a new subscription after an unsubscribe: the old links open nothing of it -----------------
+
+def test_links_of_a_former_subscription_open_nothing_of_the_next(client, smtp, drain, database):
+    from newsletter import subscriptions
+
+    welcome = subscribe_confirmed(client, smtp, drain, EMAIL, keywords="Python", location="Berlin")
+    old_preferences = only_link(welcome.part("plain"), "/preferences/")
+    old_unsubscribe = _one_click(client, welcome)
+    time_passes(database, 1.01)
+    assert signup(client, EMAIL, keywords="Rust").status_code == 200
+    drain()
+    confirmation = smtp.to(EMAIL)[-1]
+
+    def old_links_open_nothing(status: str) -> None:
+        for answer in (client.get(old_preferences),
+                       client.post(old_preferences, data={"keywords": "Spam", "location": "", "language": "de"})):
+            assert answer.status_code == 404
+            assert "Dieser Link ist nicht mehr gültig" in answer.get_data(as_text=True)
+        assert "Diese Adresse ist zurzeit nicht angemeldet" in client.get(old_unsubscribe).get_data(as_text=True)
+        # RFC 8058: a provider's POST always gets its 2xx; it just reaches nothing any more.
+        assert client.post(old_unsubscribe, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+        assert find_subscriber(database, EMAIL).status == status
+
+    old_links_open_nothing("pending")
+    _click(client, confirmation)
+    drain()
+    assert _search(database) == ("confirmed", "Rust", "", "de")
+    old_links_open_nothing("confirmed")
+    new_welcome = smtp.to(EMAIL)[-1]
+    assert client.get(only_link(new_welcome.part("plain"), "/preferences/")).status_code == 200
+    # The consent log still holds both subscriptions: it is kept by address, not by link.
+    with database.session_scope() as session:
+        log = subscriptions.export(session, subscriptions.find_by_email(session, EMAIL))["consent_log"]
+    assert [e["event"] for e in log] == [
+        "signup", "confirmation_sent", "confirmed", "unsubscribed",
+        "signup", "confirmation_sent", "preferences_changed", "confirmed"]

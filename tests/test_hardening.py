@@ -126,8 +126,7 @@ def test_preferences_token_in_another_spelling_answers_4xx_and_changes_nothing(
     for answer in (
         client.get(bad),
         client.post(bad, data={"keywords": "Rust", "location": "Köln"}),
-        client.get(bad + "/data.json"),
-        client.post(bad + "/erase", data={"confirm": "yes"}),
+        client.post(bad + "/data-link"),
     ):
         assert 400 <= answer.status_code < 500, answer.status_code
         assert INVALID in answer.get_data(as_text=True)
@@ -143,7 +142,9 @@ def test_only_the_canonical_spelling_verifies_also_under_a_fallback_key_and_when
     for make, read in (("confirm", "read_confirm"), ("unsubscribe", "read_unsubscribe"),
                        ("preferences", "read_preferences")):
         token = getattr(old, make)(public_id)
-        assert getattr(rotated, read)(token) == public_id  # key rotation keeps old links working
+        named = getattr(rotated, read)(token)
+        # Key rotation keeps old links working; a confirmation link names its mail too.
+        assert (named[0] if make == "confirm" else named) == public_id
         for bad in _variants(token).values():
             with pytest.raises(TokenInvalid):
                 getattr(rotated, read)(bad)

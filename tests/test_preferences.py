@@ -1,6 +1,7 @@
-"""The preferences page behind the mailed link: changing the search, the data export with
-the consent log, erasure that keeps only a hashed suppression entry and the consent proof,
-and the "manage my subscription" form that mails the link (STANDARDS 11, 13-15, 27, 29)."""
+"""The preferences page behind the mailed link: changing the search; the data export with
+the consent log and erasure that keeps only a hashed suppression entry and the consent
+proof, both behind a fresh data link mailed on request; and the "manage my subscription"
+form that mails the links (STANDARDS 11, 13-15, 26, 27, 29)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ from newsletter.cli import cli
 from newsletter.models import ConsentEvent, OutboxMessage, Subscriber, Suppression, email_hash
 from tests.helpers import (
     all_rows,
+    data_link,
     find_subscriber,
     only_link,
     path_of,
     signup,
     status_counts,
     subscribe_confirmed,
+    time_passes,
 )
 
 EMAIL = "anna@example.org"
@@ -35,6 +38,12 @@ def welcome(client, smtp, drain):
 def prefs_path(welcome) -> str:
     """The preferences link of the welcome mail."""
     return only_link(welcome.part("plain"), "/preferences/")
+
+
+@pytest.fixture
+def data_path(client, smtp, drain, prefs_path) -> str:
+    """The data link mailed on request from the preferences page."""
+    return data_link(client, smtp, drain, prefs_path, EMAIL)
 
 
 def _events(database, name: str | None = None) -> list[ConsentEvent]:
@@ -54,10 +63,10 @@ def test_preferences_page_shows_the_current_settings(client, prefs_path):
     assert "aktiv" in html
 
 
-def test_preferences_page_links_export_and_offers_unsubscribe_and_erase(client, prefs_path, welcome):
+def test_preferences_page_offers_the_data_link_and_unsubscribe(client, prefs_path, welcome):
     html = client.get(prefs_path).get_data(as_text=True)
-    assert f'href="{prefs_path}/data.json"' in html
-    assert f'action="{prefs_path}/erase"' in html
+    assert f'action="{prefs_path}/data-link"' in html
+    assert "data.json" not in html and "/erase" not in html
     assert f'action="{path_of(welcome.message["List-Unsubscribe"].strip("<>"))}"' in html
 
 
@@ -111,8 +120,7 @@ def test_tampered_preferences_link_answers_4xx_and_changes_nothing(client, datab
     bad = prefs_path[:-3] + ("AAA" if not prefs_path.endswith("AAA") else "BBB")
     assert client.get(bad).status_code == 400
     assert client.post(bad, data={"keywords": "Rust"}).status_code == 400
-    assert client.get(bad + "/data.json").status_code == 400
-    assert client.post(bad + "/erase", data={"confirm": "yes"}).status_code == 400
+    assert client.post(bad + "/data-link").status_code == 400
     assert find_subscriber(database, EMAIL).keywords == "Python"
 
 
@@ -131,7 +139,7 @@ def exported(client, smtp, drain):
     client.post(only_link(confirmation.part("plain"), "/confirm/"), headers={"User-Agent": "Browser/2.0"})
     drain()
     prefs = only_link(smtp.to(EMAIL)[1].part("plain"), "/preferences/")
-    response = client.get(prefs + "/data.json")
+    response = client.get(data_link(client, smtp, drain, prefs, EMAIL) + "/data.json")
     assert response.status_code == 200
     return response
 
@@ -153,7 +161,7 @@ def test_export_holds_the_address_and_preferences(exported):
 
 def test_export_holds_the_consent_log_in_order(exported):
     events = [e["event"] for e in exported.get_json()["consent_log"]]
-    assert events == ["signup", "confirmation_sent", "confirmed"]
+    assert events == ["signup", "confirmation_sent", "confirmed", "data_link_requested"]
 
 
 def test_export_signup_event_is_the_full_consent_record(exported):
@@ -182,7 +190,7 @@ def test_export_names_the_time_the_confirmation_mail_left(exported):
 
 def test_export_lists_the_mails_sent(exported):
     mails = [(m["kind"], m["status"]) for m in exported.get_json()["mails"]]
-    assert mails == [("confirm", "sent"), ("welcome", "sent")]
+    assert mails == [("confirm", "sent"), ("welcome", "sent"), ("data", "sent")]
 
 
 def test_export_holds_the_digests_sent_and_the_suppression_entry(exported):
@@ -191,33 +199,22 @@ def test_export_holds_the_digests_sent_and_the_suppression_entry(exported):
     assert data["suppression"] is None
 
 
-def test_export_holds_the_consent_log_of_an_earlier_erased_subscription(client, smtp, drain, database, prefs_path):
-    client.post(prefs_path + "/erase", data={"confirm": "yes"})
+def test_export_holds_the_consent_log_of_an_earlier_erased_subscription(client, smtp, drain, database, data_path):
+    client.post(data_path + "/erase", data={"confirm": "yes"})
     smtp.clear()
     again = subscribe_confirmed_later(client, smtp, drain, database)
-    data = client.get(only_link(again.part("plain"), "/preferences/") + "/data.json").get_json()
+    prefs = only_link(again.part("plain"), "/preferences/")
+    data = client.get(data_link(client, smtp, drain, prefs, EMAIL) + "/data.json").get_json()
     events = sorted(e["event"] for e in data["consent_log"])
-    earlier, now = ["signup", "confirmation_sent", "confirmed", "erased"], ["signup", "confirmation_sent", "confirmed"]
+    earlier = ["signup", "confirmation_sent", "confirmed", "erased"]
+    now = ["signup", "confirmation_sent", "confirmed", "data_link_requested"]
     assert events == sorted(earlier + now)
 
 
 def subscribe_confirmed_later(client, smtp, drain, database):
     """Sign EMAIL up again a day after its last confirmation mail (the limit of one a day
     holds across an erasure), confirm it and return the welcome mail."""
-    from datetime import timedelta
-
-    from sqlalchemy import delete
-
-    from newsletter.models import utcnow
-
-    # A day passes: the kept record of the last confirmation mail is rewritten a day older
-    # (the log refuses UPDATE, so by delete and insert; the clock itself cannot be waited for).
-    with database.session_scope() as session:
-        [sent] = [e for e in session.query(ConsentEvent).filter_by(email_hash=email_hash(EMAIL), event="confirmation_sent")]
-        session.execute(delete(ConsentEvent).where(ConsentEvent.id == sent.id))
-        session.add(ConsentEvent(subscriber_public_id=sent.subscriber_public_id, email_hash=sent.email_hash,
-                                 event="confirmation_sent", at=utcnow() - timedelta(hours=25), channel="email",
-                                 detail=sent.detail))
+    time_passes(database, 25 / 24)
     assert signup(client, EMAIL).status_code == 200
     drain()
     [confirmation] = smtp.to(EMAIL)
@@ -235,8 +232,8 @@ def test_english_signup_records_the_english_wording(client, database):
 
 # -- erasure --------------------------------------------------------------------------------------------------
 
-def test_erase_without_the_checkbox_answers_400_and_deletes_nothing(client, database, prefs_path):
-    answer = client.post(prefs_path + "/erase")
+def test_erase_without_the_checkbox_answers_400_and_deletes_nothing(client, database, data_path):
+    answer = client.post(data_path + "/erase")
     assert answer.status_code == 400
     assert "Bitte setzen Sie das Häkchen" in answer.get_data(as_text=True)
     assert find_subscriber(database, EMAIL).status == "confirmed"
@@ -244,8 +241,8 @@ def test_erase_without_the_checkbox_answers_400_and_deletes_nothing(client, data
     assert _events(database, "erased") == []
 
 
-def test_erase_with_the_checkbox_deletes_the_subscriber(client, database, prefs_path):
-    answer = client.post(prefs_path + "/erase", data={"confirm": "yes"})
+def test_erase_with_the_checkbox_deletes_the_subscriber(client, database, data_path):
+    answer = client.post(data_path + "/erase", data={"confirm": "yes"})
     assert answer.status_code == 200
     assert "Ihre Daten wurden gelöscht" in answer.get_data(as_text=True)
     assert find_subscriber(database, EMAIL) is None
@@ -254,16 +251,16 @@ def test_erase_with_the_checkbox_deletes_the_subscriber(client, database, prefs_
     assert sum(v for k, v in status_counts(database).items() if k != "suppressed") == 0
 
 
-def test_erase_keeps_a_hashed_suppression_entry_and_the_consent_proof(client, database, prefs_path):
-    client.post(prefs_path + "/erase", data={"confirm": "yes"})
+def test_erase_keeps_a_hashed_suppression_entry_and_the_consent_proof(client, database, data_path):
+    client.post(data_path + "/erase", data={"confirm": "yes"})
     [entry] = all_rows(database, Suppression)
     assert (entry.email_hash, entry.reason) == (email_hash(EMAIL), "erased")
     assert [e.event for e in _events(database)] == ["signup", "confirmation_sent", "confirmed", "erased"]
     assert consent.consent_text("de") in [e.consent_text for e in _events(database)]
 
 
-def test_nothing_kept_after_erase_holds_the_address(client, database, prefs_path):
-    client.post(prefs_path + "/erase", data={"confirm": "yes"})
+def test_nothing_kept_after_erase_holds_the_address(client, database, data_path):
+    client.post(data_path + "/erase", data={"confirm": "yes"})
     kept = [
         json.dumps([e.ip, e.user_agent, e.form_url, e.consent_text, e.detail, e.subscriber_public_id])
         for e in all_rows(database, ConsentEvent)
@@ -273,14 +270,14 @@ def test_nothing_kept_after_erase_holds_the_address(client, database, prefs_path
         assert "anna" not in text.lower()
 
 
-def test_erase_keeps_nothing_but_the_consent_proof(client, smtp, drain, database, prefs_path):
+def test_erase_keeps_nothing_but_the_consent_proof(client, smtp, drain, database, prefs_path, data_path):
     """Preference changes, link requests and their details are about the person, not the
     consent: they go with the erasure (STANDARDS 15)."""
     client.post(prefs_path, data={"keywords": "Gynäkologie Teilzeit", "location": "Quedlinburg", "language": "de"})
     client.post("/manage", data={"email": EMAIL})
     drain()
     assert {e.event for e in _events(database)} >= {"preferences_changed", "manage_link_requested"}
-    client.post(prefs_path + "/erase", data={"confirm": "yes"})
+    client.post(data_path + "/erase", data={"confirm": "yes"})
     kept = _events(database)
     assert [e.event for e in kept] == ["signup", "confirmation_sent", "confirmed", "erased"]
     assert "Quedlinburg" not in json.dumps([[e.detail, e.form_url, e.consent_text] for e in kept], ensure_ascii=False)
@@ -302,22 +299,25 @@ def test_erase_keeps_only_the_signup_that_asked_for_the_confirmation_mail(client
     drain()
     assert len(_events(database, "signup")) == 3
     prefs = only_link(smtp.to(EMAIL)[1].part("plain"), "/preferences/")
-    assert client.post(prefs + "/erase", data={"confirm": "yes"}).status_code == 200
+    erase = data_link(client, smtp, drain, prefs, EMAIL) + "/erase"
+    assert client.post(erase, data={"confirm": "yes"}).status_code == 200
     kept = _events(database)
     assert [e.event for e in kept] == ["signup", "confirmation_sent", "confirmed", "erased"]
     assert kept[0].user_agent == "pytest-browser"
     assert "198.51.100." not in json.dumps([[e.ip, e.user_agent] for e in kept])
 
 
-def test_after_erase_the_old_links_are_gone(client, smtp, database, prefs_path):
-    [confirmation, _welcome] = smtp.to(EMAIL)
+def test_after_erase_the_old_links_are_gone(client, smtp, database, prefs_path, data_path):
+    [confirmation, _welcome, _data] = smtp.to(EMAIL)
     confirm = only_link(confirmation.part("plain"), "/confirm/")
-    client.post(prefs_path + "/erase", data={"confirm": "yes"})
+    client.post(data_path + "/erase", data={"confirm": "yes"})
     for answer in (
         client.get(prefs_path),
         client.post(prefs_path, data={"keywords": "Rust"}),
-        client.get(prefs_path + "/data.json"),
-        client.post(prefs_path + "/erase", data={"confirm": "yes"}),
+        client.post(prefs_path + "/data-link"),
+        client.get(data_path),
+        client.get(data_path + "/data.json"),
+        client.post(data_path + "/erase", data={"confirm": "yes"}),
         client.get(confirm),
         client.post(confirm),
     ):
@@ -326,9 +326,9 @@ def test_after_erase_the_old_links_are_gone(client, smtp, database, prefs_path):
     assert all_rows(database, Subscriber) == []
 
 
-def test_after_erase_one_click_still_answers_2xx_and_recreates_nothing(client, database, welcome, prefs_path):
+def test_after_erase_one_click_still_answers_2xx_and_recreates_nothing(client, database, welcome, data_path):
     # A mailbox provider may POST the List-Unsubscribe URL of an old mail at any time (RFC 8058).
-    client.post(prefs_path + "/erase", data={"confirm": "yes"})
+    client.post(data_path + "/erase", data={"confirm": "yes"})
     unsubscribe = path_of(welcome.message["List-Unsubscribe"].strip("<>"))
     answer = client.post(unsubscribe, data={"List-Unsubscribe": "One-Click"})
     assert answer.status_code in (200, 202, 204)
@@ -338,9 +338,9 @@ def test_after_erase_one_click_still_answers_2xx_and_recreates_nothing(client, d
 
 @pytest.mark.parametrize("confirmed_at", ["2026-01-05T10:00:00Z", ""], ids=["confirmed-row", "pending-row"])
 def test_after_erase_an_import_does_not_mail_the_address(
-    app, client, smtp, drain, database, prefs_path, tmp_path, confirmed_at
+    app, client, smtp, drain, database, data_path, tmp_path, confirmed_at
 ):
-    client.post(prefs_path + "/erase", data={"confirm": "yes"})
+    client.post(data_path + "/erase", data={"confirm": "yes"})
     before = len(smtp.messages)
     csv_file = tmp_path / "list.csv"
     csv_file.write_text(
@@ -385,7 +385,7 @@ def test_manage_answers_the_same_for_every_address_state(client, smtp, drain):
     assert len({(a.status_code, a.get_data()) for a in answers.values()}) == 1
 
 
-def test_manage_mails_the_link_only_to_known_addresses(client, smtp, drain):
+def test_manage_mails_the_links_only_to_known_addresses(client, smtp, drain):
     addresses = _address_in_every_state(client, smtp, drain)
     before = {state: len(smtp.to(email)) for state, email in addresses.items()}
     for email in addresses.values():
@@ -393,11 +393,13 @@ def test_manage_mails_the_link_only_to_known_addresses(client, smtp, drain):
     drain()
     new = {state: smtp.to(email)[before[state]:] for state, email in addresses.items()}
     assert new["unknown"] == [] and smtp.to("unknown@example.org") == []
-    assert new["pending"] == []  # its one confirmation mail went out minutes ago
-    for state in ("confirmed", "unsubscribed"):
+    [mail] = new["confirmed"]
+    assert mail.message["Subject"].startswith("Ihr Link zu Ihren Einstellungen")
+    assert client.get(only_link(mail.part("plain"), "/preferences/")).status_code == 200
+    for state in ("pending", "unsubscribed"):  # only what Art. 15 DSGVO asks for: their data
         [mail] = new[state]
-        assert mail.message["Subject"].startswith("Ihr Link zu Ihren Einstellungen")
-        assert client.get(only_link(mail.part("plain"), "/preferences/")).status_code == 200
+        assert mail.message["Subject"].startswith("Ihr Link zu Ihren Daten")
+        assert client.get(only_link(mail.part("plain"), "/data/")).status_code == 200
 
 
 def test_manage_mail_to_a_subscriber_carries_the_list_headers(client, smtp, drain):

@@ -10,7 +10,7 @@ from email import message_from_bytes, policy
 import pytest
 
 from tests.conftest import make_settings
-from tests.helpers import links, signup, subscribe_confirmed
+from tests.helpers import data_link, links, only_link, signup, subscribe_confirmed
 
 EMAIL = "anna@example.org"
 HOSTILE = '<script>alert("x")</script>'
@@ -28,6 +28,7 @@ def _pages(client):
         "bad confirm link": client.get("/confirm/not-a-token"),
         "bad unsubscribe link": client.get("/unsubscribe/not-a-token"),
         "bad settings link": client.get("/preferences/not-a-token"),
+        "bad data link": client.get("/data/not-a-token"),
         "unknown page": client.get("/no-such-page"),
         "wrong method": client.delete("/subscribe"),
     }
@@ -79,13 +80,14 @@ def test_every_page_names_the_operator(client, settings):
 
 @pytest.fixture
 def transactional(client, smtp, drain):
-    """The confirmation, welcome and settings-link mails of one reader."""
-    subscribe_confirmed(client, smtp, drain, EMAIL, keywords="Python")
+    """The confirmation, welcome, settings-link and data-link mails of one reader."""
+    welcome = subscribe_confirmed(client, smtp, drain, EMAIL, keywords="Python")
     assert client.post("/manage", data={"email": EMAIL}).status_code == 200
     drain()
+    data_link(client, smtp, drain, only_link(welcome.part("plain"), "/preferences/"), EMAIL)
     mails = smtp.to(EMAIL)
-    assert len(mails) == 3
-    return dict(zip(("confirm", "welcome", "manage"), mails, strict=True))
+    assert len(mails) == 4
+    return dict(zip(("confirm", "welcome", "manage", "data"), mails, strict=True))
 
 
 def test_no_mail_holds_an_image_a_script_or_a_form(transactional):
@@ -129,6 +131,13 @@ def test_welcome_and_settings_mails_show_both_links_in_both_parts(transactional)
         for part in ("plain", "html"):
             body = mail.part(part)
             assert links(body, "/unsubscribe/") and links(body, "/preferences/"), (kind, part)
+
+
+def test_settings_and_data_mails_carry_the_same_data_link_in_both_parts(transactional):
+    for kind in ("manage", "data"):
+        mail = transactional[kind]
+        text, html = set(links(mail.part("plain"), "/data/")), set(links(mail.part("html"), "/data/"))
+        assert len(text) == 1 and text == html, kind
 
 
 def _welcome_with(settings, smtp, tmp_path, **overrides):  # type: ignore[no-untyped-def]

@@ -14,7 +14,18 @@ import pytest
 from newsletter import consent
 from newsletter.models import ConsentEvent, OutboxMessage, Subscriber
 from tests.conftest import make_settings
-from tests.helpers import BASE, all_rows, find_subscriber, links, only_link, signup, status_counts, subscribe_confirmed
+from tests.helpers import (
+    BASE,
+    all_rows,
+    data_link,
+    find_subscriber,
+    links,
+    only_link,
+    signup,
+    status_counts,
+    subscribe_confirmed,
+    time_passes,
+)
 
 CONSENT_DE = consent.consent_text("de")
 CONSENT_EN = consent.consent_text("en")
@@ -730,27 +741,122 @@ def test_an_erased_address_gets_no_second_confirmation_mail_within_a_day(client,
     subscribe_confirmed(client, smtp, drain, "anna@example.org")
     [_, welcome] = smtp.to("anna@example.org")
     preferences = only_link(welcome.part("plain"), "/preferences/")
-    assert client.post(preferences + "/erase", data={"confirm": "yes"}).status_code == 200
+    erase = data_link(client, smtp, drain, preferences, "anna@example.org") + "/erase"
+    assert client.post(erase, data={"confirm": "yes"}).status_code == 200
     first = signup(client, "anna@example.org")
     drain()
     assert first.status_code == 200
     assert first.get_data() == signup(client, "someone-new@example.org").get_data()
     drain()
-    assert len(smtp.to("anna@example.org")) == 2  # confirmation and welcome, from before
+    assert len(smtp.to("anna@example.org")) == 3  # confirmation, welcome and data link, from before
     assert find_subscriber(database, "anna@example.org").status == "pending"
 
 
 def test_an_address_erased_long_ago_gets_its_confirmation_mail(client, smtp, drain, database):
     from datetime import timedelta
 
-    from newsletter.models import Suppression, email_hash, utcnow
+    from newsletter.mailbox import mailbox_hash
+    from newsletter.models import ConfirmationMail, Suppression, email_hash, utcnow
 
     hashed = email_hash("anna@example.org")
     with database.session_scope() as session:
         session.add(Suppression(email_hash=hashed, reason="erased", created_at=utcnow() - timedelta(days=30)))
         session.add(ConsentEvent(subscriber_public_id="x" * 22, email_hash=hashed, event="confirmation_sent",
                                  at=utcnow() - timedelta(days=40), channel="email"))
+        # Its budget record, not yet purged: older than the window, it limits nothing.
+        session.add(ConfirmationMail(mailbox_hash=mailbox_hash("anna@example.org"),
+                                     sent_at=utcnow() - timedelta(days=40)))
     assert signup(client, "anna@example.org").status_code == 200
     drain()
     [mail] = smtp.to("anna@example.org")
     assert only_link(mail.part("plain"), "/confirm/")
+
+
+# -- the confirmation budget is the mailbox's (STANDARDS 28) -----------------------------------
+
+def _mails_to(smtp, addresses) -> int:
+    return sum(1 for mail in smtp.messages if set(mail.rcpt_tos) & set(addresses))
+
+
+def test_tags_and_case_of_one_mailbox_get_one_confirmation_mail_a_day(client, smtp, drain, database):
+    """victim+1@, victim+2@ and Victim@ are one inbox: a form must not mail it once per spelling."""
+    spellings = ("anna+1@example.org", "anna+2@example.org", "Anna@example.org")
+    normal = signup(client, "someone@example.net")
+    answers = [signup(client, address) for address in spellings]
+    assert {(a.status_code, a.get_data()) for a in answers} == {(normal.status_code, normal.get_data())}
+    drain()
+    assert _mails_to(smtp, spellings) == 1
+    assert len(smtp.to("someone@example.net")) == 1
+
+
+def test_gmail_dots_and_googlemail_are_one_mailbox(client, smtp, drain):
+    spellings = ("a.b@gmail.com", "ab@googlemail.com", "A.B+news@googlemail.com")
+    answers = {(a.status_code, a.get_data()) for a in (signup(client, address) for address in spellings)}
+    assert len(answers) == 1
+    drain()
+    assert _mails_to(smtp, spellings) == 1
+
+
+def test_a_mailbox_gets_at_most_three_confirmation_mails_in_thirty_days(client, smtp, drain, database, redis_conn):
+    from rq import Queue
+
+    from worker import queues
+
+    answers = set()
+    for day in range(4):
+        answer = signup(client, "anna@example.org" if day % 2 else f"anna+day{day}@example.org")
+        answers.add((answer.status_code, answer.get_data()))
+        drain()
+        time_passes(database, 1.01)
+    assert len(answers) == 1
+    assert len(smtp.messages) == 3
+    # A month after the first one, that one no longer counts, and the purge drops its record.
+    time_passes(database, 26)
+    assert signup(client, "anna@example.org").status_code == 200
+    drain()
+    assert len(smtp.messages) == 4
+    Queue(queues.MAINTENANCE, connection=redis_conn).enqueue("worker.jobs.purge")
+    drain()
+    from newsletter.models import ConfirmationMail
+
+    assert len(all_rows(database, ConfirmationMail)) == 3
+
+
+def test_a_pending_signup_sent_again_every_day_is_purged_counted_from_the_first(
+        client, smtp, drain, database, settings, redis_conn):
+    """Each repeat must not restart the clock of STANDARDS 12, or a form sent daily keeps
+    an address nobody confirmed on file (and in mail) for ever."""
+    from rq import Queue
+
+    from worker import queues
+
+    def purge() -> None:
+        Queue(queues.MAINTENANCE, connection=redis_conn).enqueue("worker.jobs.purge")
+        drain()
+
+    days = settings.unconfirmed_retention_days
+    for _ in range(days - 1):
+        assert signup(client, "anna@example.org").status_code == 200
+        drain()
+        time_passes(database, 1)
+    purge()
+    assert find_subscriber(database, "anna@example.org").status == "pending"  # not yet
+    assert signup(client, "anna@example.org").status_code == 200
+    drain()
+    time_passes(database, 1.5)
+    purge()
+    assert find_subscriber(database, "anna@example.org") is None
+
+
+# -- the consent record's form URL ---------------------------------------------------------------
+
+@pytest.mark.parametrize("referer, kept", [
+    ("javascript:alert(1)", False),
+    ("https://jobs.example.org/" + "x" * 2000, False),
+    ("https://jobs.example.org/stellen?q=python", True),
+])
+def test_only_a_web_address_of_a_fitting_length_is_kept_from_the_referer(client, database, referer, kept):
+    answer = client.post("/subscribe", data={"email": "anna@example.org"}, headers={"Referer": referer})
+    assert answer.status_code == 200
+    [event] = all_rows(database, ConsentEvent, event="signup")
+    assert event.form_url == (referer if kept else BASE + "/subscribe")

@@ -6,12 +6,10 @@ opt-in again (CONTRACT "HTTP", STANDARDS 1-6, 13, 29)."""
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
 
-from newsletter.models import ConsentEvent, OutboxMessage, Subscriber, Suppression, utcnow
+from newsletter.models import ConsentEvent, OutboxMessage, Suppression
 from newsletter.tokens import Tokens
 from tests.conftest import SECRET
 from tests.helpers import (
@@ -23,6 +21,7 @@ from tests.helpers import (
     signup,
     status_counts,
     subscribe_confirmed,
+    time_passes,
 )
 
 EMAIL = "anna@example.org"
@@ -224,26 +223,22 @@ def test_manage_mail_queued_before_unsubscribing_is_not_sent(client, provider, s
     assert manage.status == "cancelled"
 
 
-def test_manage_link_can_still_be_asked_for_after_unsubscribing(client, provider, smtp, drain, unsubscribe_path):
+def test_data_link_can_still_be_asked_for_after_unsubscribing(client, provider, smtp, drain, unsubscribe_path):
     # The way to one's data (export, erase) stays open after leaving the list (STANDARDS 14).
     _one_click_urlencoded(provider, unsubscribe_path)
     assert client.post("/manage", data={"email": EMAIL}).status_code == 200
     drain()
     latest = smtp.to(EMAIL)[-1]
-    assert latest.message["Subject"].startswith("Ihr Link zu Ihren Einstellungen")
+    assert latest.message["Subject"].startswith("Ihr Link zu Ihren Daten")
     assert latest.message["List-Unsubscribe"] is None
-    assert client.get(only_link(latest.part("plain"), "/preferences/")).status_code == 200
+    assert client.get(only_link(latest.part("plain"), "/data/")).status_code == 200
 
 
 # -- coming back ------------------------------------------------------------------------------------------
 
 def _as_if_signed_up_yesterday(database) -> None:
     """Move the last confirmation mail out of the 24-hour bombing window."""
-    with database.session_scope() as session:
-        session.execute(
-            update(Subscriber).where(Subscriber.email == EMAIL)
-            .values(confirmation_sent_at=utcnow() - timedelta(hours=25))
-        )
+    time_passes(database, 25 / 24)
 
 
 def test_signup_after_unsubscribing_means_double_opt_in_again(

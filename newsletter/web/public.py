@@ -1,4 +1,5 @@
-"""The reader's pages: signup, confirm, one-click unsubscribe, preferences, manage link."""
+"""The reader's pages: signup, confirm, one-click unsubscribe, preferences, data export and
+erasure, manage link."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def _origin(data: Any = None, channel: str = "web") -> subscriptions.Origin:
     # Our own address from NEWSLETTER_BASE_URL: the Host header is the client's to choose.
     rule = request.url_rule.rule if request.url_rule is not None else request.path
     ours = settings().url(rule)
-    form_url = (_posted_form_url(data) or request.referrer or ours) if data is not None else ours
+    form_url = (_posted_form_url(data) or _web_url(request.referrer) or ours) if data is not None else ours
     return subscriptions.Origin(
         ip=request.remote_addr,
         user_agent=request.user_agent.string or None,
@@ -42,8 +43,14 @@ def _origin(data: Any = None, channel: str = "web") -> subscriptions.Origin:
 
 
 def _posted_form_url(data: Any) -> str | None:
+    return _web_url(data.get("form_url"))
+
+
+def _web_url(value: object) -> str | None:
+    """`value` if it is an http(s) URL that fits the consent record, else None: a form
+    field and a Referer are both the client's to choose."""
     try:
-        candidate = clean_text("form_url", data.get("form_url"), 500)
+        candidate = clean_text("form_url", value, 500)
     except InvalidInput:
         return None
     return candidate if urlsplit(candidate).scheme in ("http", "https") else None
@@ -209,28 +216,32 @@ def _signup_answer() -> Response:
 
 # -- confirmation ------------------------------------------------------------------------
 
-def _confirm_target(token: str) -> tuple[Subscriber | None, Response | None]:
+def _confirm_target(token: str) -> tuple[Subscriber | None, int | None, Response | None]:
+    """The subscriber a confirmation link names, and the mail it came in."""
     try:
-        public_id, _message_id = tokens_for(settings()).read_confirm(token)
+        public_id, message_id = tokens_for(settings()).read_confirm(token)
     except TokenExpired:
-        return None, _page("confirm_expired.html", 410)
+        return None, None, _page("confirm_expired.html", 410)
     except TokenInvalid:
-        return None, _page("link_invalid.html", 400)
-    sub = subscriptions.find(get_session(), public_id)
+        return None, None, _page("link_invalid.html", 400)
+    session = get_session()
+    sub = subscriptions.find(session, public_id)
     if sub is None:
-        return None, _page("link_invalid.html", 404, gone=True)
-    g.page_language = sub.language
-    return sub, None
+        return None, None, _page("link_invalid.html", 404, gone=True)
+    # In the language the mail was asked for in, which is not yet the row's.
+    requested = subscriptions.requested_preferences(session, sub, message_id)
+    g.page_language = requested.language if requested is not None else sub.language
+    return sub, message_id, None
 
 
 @bp.get("/confirm/<token>")
 def confirm_page(token: str) -> Response:
-    sub, problem = _confirm_target(token)
+    sub, _message_id, problem = _confirm_target(token)
     if problem is not None:
         return problem
     assert sub is not None
     if sub.status == SubscriberStatus.CONFIRMED:
-        return _page("confirm_done.html", already=True, **_links(sub))
+        return _confirm_done(sub, already=True)
     if sub.status != SubscriberStatus.PENDING:
         return _page("link_invalid.html", 410, gone=True)
     return _page("confirm.html", token=token)
@@ -238,17 +249,23 @@ def confirm_page(token: str) -> Response:
 
 @bp.post("/confirm/<token>")
 def confirm(token: str) -> Response:
-    sub, problem = _confirm_target(token)
+    sub, message_id, problem = _confirm_target(token)
     if problem is not None:
         return problem
     assert sub is not None
     session = get_session()
-    result, ids = subscriptions.confirm(session, sub, _origin())
+    result, ids = subscriptions.confirm(session, sub, _origin(), message_id)
     session.commit()
     enqueue_outbox_after_commit(ids)
     if result == "invalid":
         return _page("link_invalid.html", 410, gone=True)
-    return _page("confirm_done.html", already=result == "already", **_links(sub))
+    return _confirm_done(sub, already=result == "already")
+
+
+def _confirm_done(sub: Subscriber, already: bool) -> Response:
+    """The lasting links only on the first confirmation: a confirmation link lives for
+    days and may have been forwarded, and the reader has them by mail already."""
+    return _page("confirm_done.html", already=already, **({} if already else _links(sub)))
 
 
 def _links(sub: Subscriber) -> dict[str, str]:
@@ -300,7 +317,7 @@ def unsubscribe(token: str) -> Response:
     return _page("unsubscribe_done.html", resubscribe_url=resubscribe_url)
 
 
-# -- preferences, export, erase -----------------------------------------------------------
+# -- preferences and the data link --------------------------------------------------------
 
 def _preferences_target(token: str) -> tuple[Subscriber | None, Response | None]:
     try:
@@ -358,27 +375,71 @@ def update_preferences(token: str) -> Response:
     return _preferences_page(sub, token, saved=changed)
 
 
-@bp.get("/preferences/<token>/data.json")
-def export(token: str) -> Response:
+@bp.post("/preferences/<token>/data-link")
+def data_link(token: str) -> Response:
+    """Mail a fresh data link to the reader's own address: the lasting preferences link in
+    every digest may have been forwarded, so it opens no data itself (STANDARDS 26)."""
     sub, problem = _preferences_target(token)
+    if problem is not None:
+        return problem
+    assert sub is not None
+    session = get_session()
+    ids = subscriptions.request_data_link(session, sub, _origin())
+    session.commit()
+    enqueue_outbox_after_commit(ids)
+    return _preferences_page(sub, token, data_link_sent=True)
+
+
+# -- data export and erasure: behind a mailed link that expires (STANDARDS 14, 15, 26) -------
+
+def _data_target(token: str) -> tuple[Subscriber | None, Response | None]:
+    try:
+        public_id = tokens_for(settings()).read_data(token)
+    except TokenExpired:
+        return None, _page("data_expired.html", 410)
+    except TokenInvalid:
+        return None, _page("link_invalid.html", 400)
+    sub = subscriptions.find(get_session(), public_id)
+    if sub is None:
+        return None, _page("link_invalid.html", 404, gone=True)
+    g.page_language = sub.language
+    return sub, None
+
+
+def _private(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"  # personal data: no copy in any cache
+    return response
+
+
+@bp.get("/data/<token>")
+def data_page(token: str) -> Response:
+    sub, problem = _data_target(token)
+    if problem is not None:
+        return problem
+    assert sub is not None
+    return _private(_page("data.html", sub=sub, token=token, errors={}))
+
+
+@bp.get("/data/<token>/data.json")
+def export(token: str) -> Response:
+    sub, problem = _data_target(token)
     if problem is not None:
         return problem
     assert sub is not None
     body = json.dumps(subscriptions.export(get_session(), sub), ensure_ascii=False, indent=2)
     response = Response(body, mimetype="application/json")
     response.headers["Content-Disposition"] = 'attachment; filename="newsletter-data.json"'
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return _private(response)
 
 
-@bp.post("/preferences/<token>/erase")
+@bp.post("/data/<token>/erase")
 def erase(token: str) -> Response:
-    sub, problem = _preferences_target(token)
+    sub, problem = _data_target(token)
     if problem is not None:
         return problem
     assert sub is not None
     if request.form.get("confirm") != "yes":
-        return _preferences_page(sub, token, 400, errors={"erase": "confirm"})
+        return _private(_page("data.html", 400, sub=sub, token=token, errors={"erase": "confirm"}))
     session = get_session()
     subscriptions.erase(session, sub, _origin())
     session.commit()
@@ -415,5 +476,6 @@ def _page_globals() -> dict[str, Any]:
 
     s = settings()
     return {"privacy_url": s.privacy_url, "confirm_hours": int(s.confirm_max_age_hours),
+            "data_link_minutes": int(s.data_link_max_age_minutes),
             "impressum": s.impressum, "interval_days": s.digest_interval_days,
             "every": consent.every(str(get_locale() or "de"), s.digest_interval_days)}

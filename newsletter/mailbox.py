@@ -1,0 +1,28 @@
+"""The mailbox behind an address, for the confirmation-mail budget (STANDARDS 28).
+
+Many spellings deliver to one inbox: anna+1@x.de and Anna@x.de, and at Gmail a.n.n.a@gmail.com
+and anna@googlemail.com. A form that mails each spelling once would still bomb one person,
+so the budget is kept per mailbox, as a hash: it must outlive an erasure of the address.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+# Providers that deliver a.b@ and ab@ to the same inbox; the value is the domain they share.
+_DOTS_IGNORED = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
+
+
+def mailbox(email: str) -> str:
+    """The inbox `email` delivers to: lower-cased, without its +tag, and without dots where
+    the provider ignores them."""
+    local, _, domain = email.strip().lower().rpartition("@")
+    local = local.split("+", 1)[0]
+    if domain in _DOTS_IGNORED:
+        local, domain = local.replace(".", ""), _DOTS_IGNORED[domain]
+    return f"{local}@{domain}"
+
+
+def mailbox_hash(email: str) -> str:
+    """SHA-256 (hex) of the inbox `email` delivers to."""
+    return hashlib.sha256(mailbox(email).encode("utf-8")).hexdigest()
