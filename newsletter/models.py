@@ -76,6 +76,9 @@ class Subscriber(Base):
     # The first signup of the current pending period: the purge of unconfirmed signups
     # counts from here, so re-submitting the form does not keep a pending row alive.
     pending_since: Mapped[datetime | None] = mapped_column(DateTime)
+    # Named by preferences and data links: a new subscription after an unsubscribe raises
+    # it, so links mailed to the former subscription open nothing of this one.
+    link_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     __table_args__ = (Index("ix_subscribers_status_created", "status", "created_at"),)
 
@@ -189,6 +192,19 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
     # Space-separated: "listings" (import, withdraw), "editions" (create, steer, read).
     scopes: Mapped[str] = mapped_column(String(100), default="listings editions", server_default="listings editions")
+
+
+class LinkMail(Base):
+    """One mail of links sent on someone's request (/manage, the data-link button), by the
+    hash of its mailbox as in ConfirmationMail: the daily budget counts these."""
+
+    __tablename__ = "link_mails"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mailbox_hash: Mapped[str] = mapped_column(String(64))
+    sent_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_link_mails_mailbox", "mailbox_hash", "sent_at"),)
 
 
 class ConfirmationMail(Base):
