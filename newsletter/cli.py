@@ -112,8 +112,9 @@ def subscribers_import(file: Path) -> None:
 @subscribers.command("purge")
 def subscribers_purge() -> None:
     """Delete unconfirmed signups past NEWSLETTER_UNCONFIRMED_RETENTION_DAYS, former readers
-    past NEWSLETTER_FORMER_READER_RETENTION_DAYS and consent proof past
-    NEWSLETTER_CONSENT_RETENTION_DAYS (to the end of that year)."""
+    past NEWSLETTER_FORMER_READER_RETENTION_DAYS, consent proof past
+    NEWSLETTER_CONSENT_RETENTION_DAYS (to the end of that year), and the records of
+    confirmation mails (30 days) and link mails (24 hours) that limit nothing any more."""
     from . import subscriptions
     from .db import get_session
 
@@ -123,11 +124,13 @@ def subscribers_purge() -> None:
     former = subscriptions.purge_former_readers(session, s.former_reader_retention_days)
     records = subscriptions.purge_consent_records(session, s.consent_retention_days)
     budget = subscriptions.purge_confirmation_mails(session)
+    link_budget = subscriptions.purge_link_mails(session)
     session.commit()
     click.echo(f"unconfirmed: {unconfirmed}")
     click.echo(f"former_readers: {former}")
     click.echo(f"consent_records: {records}")
     click.echo(f"confirmation_mails: {budget}")
+    click.echo(f"link_mails: {link_budget}")
 
 
 # -- digests ----------------------------------------------------------------------------

@@ -206,7 +206,7 @@ class ChunkSender:
             row.id: row
             for row in conn.execute(
                 select(Subscriber.id, Subscriber.email, Subscriber.email_hash, Subscriber.language,
-                       Subscriber.public_id, Subscriber.status)
+                       Subscriber.public_id, Subscriber.status, Subscriber.link_generation)
                 .where(Subscriber.id.in_([c.subscriber_id for c in claimed]))
             )
         }
@@ -238,7 +238,7 @@ class ChunkSender:
                 try:
                     variant = self._variant(conn, item.variant_id, reader.language, cutoff)
                     data, _message_id = self.composer.build(
-                        variant, recipient, self.tokens.preferences(reader.public_id),
+                        variant, recipient, self.tokens.preferences(reader.public_id, reader.link_generation),
                         self.tokens.unsubscribe(reader.public_id), feedback_id, utf8=not recipient.isascii(),
                     )
                 except SQLAlchemyError:

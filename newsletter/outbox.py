@@ -141,7 +141,7 @@ def _send(
             return Outcome(OutboxStatus.CANCELLED)
         kind, attempts, created_at = message.kind, message.attempts, message.created_at
         email, language, public_id = subscriber.email, subscriber.language, subscriber.public_id
-        status = subscriber.status
+        status, generation = subscriber.status, subscriber.link_generation
         if kind == CONFIRM:
             language = _requested_language(message.payload, language)
 
@@ -156,7 +156,7 @@ def _send(
         # Subject as RFC 2047 encoded-words (STANDARDS 21), whatever the relay offers.
         needs_utf8 = utf8 and not recipient.isascii()
         try:
-            composed, headers = _compose(settings, renderer, kind, language, public_id, status, message_id)
+            composed, headers = _compose(settings, renderer, kind, language, public_id, status, message_id, generation)
             data, rfc_message_id = build_message(settings, composed, to=recipient, headers=headers, utf8=needs_utf8)
             signer = signer_for(settings)
             if signer is not None:
@@ -222,8 +222,10 @@ def _requested_language(payload: object, default: str) -> str:
 
 def _compose(
     settings: Settings, renderer: Renderer, kind: str, language: str, public_id: str, status: str,
-    message_id: int | None = None,
+    message_id: int | None = None, generation: int = 0,
 ) -> tuple[object, dict[str, str]]:
+    """A mail of `kind` for the subscriber `public_id`; its preferences and data links name
+    the row's link `generation`, its unsubscribe link none (every one ever mailed works)."""
     tokens = tokens_for(settings)
     # Gmail's feedback loop reports complaints per Feedback-ID: one per kind of mail.
     headers = {"Feedback-ID": f"{kind}:transactional:newsletter:{settings.mail_domain}"}
@@ -236,13 +238,13 @@ def _compose(
         )
         return composed, headers
     # Timed from when the mail is built, so it works as long as it says from its arrival.
-    data = {"data_url": settings.url(f"/data/{tokens.data(public_id)}"),
+    data = {"data_url": settings.url(f"/data/{tokens.data(public_id, generation)}"),
             "max_age_minutes": int(settings.data_link_max_age_minutes)} if kind in (DATA, MANAGE) else {}
     if kind == DATA:
         # Only the data link, and no list headers: it goes to pending and former readers too.
         return renderer.render(DATA, language, **data), headers
     unsubscribe_url = settings.url(f"/unsubscribe/{tokens.unsubscribe(public_id)}")
-    preferences_url = settings.url(f"/preferences/{tokens.preferences(public_id)}")
+    preferences_url = settings.url(f"/preferences/{tokens.preferences(public_id, generation)}")
     if status == SubscriberStatus.CONFIRMED:
         headers.update(list_headers(settings, unsubscribe_url))
     composed = renderer.render(

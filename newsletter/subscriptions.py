@@ -8,14 +8,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, delete, func, literal_column, select, update
+from sqlalchemy import Connection, and_, bindparam, case, delete, func, literal_column, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import consent, outbox
-from .mailbox import mailbox_hash
+from .mailbox import lock_mailbox, mailbox_hash
 from .models import (
     ConfirmationMail,
     ConsentEvent,
+    LinkMail,
     OutboxMessage,
     OutboxStatus,
     Subscriber,
@@ -32,10 +33,14 @@ from .validation import Preferences
 CONFIRMATION_INTERVAL = timedelta(hours=24)
 CONFIRMATION_WINDOW = timedelta(days=30)
 CONFIRMATIONS_PER_WINDOW = 3
-# Anyone can type an address into /manage: its owner hears from us at most once a day.
+# Link mails asked for by whoever types an address into /manage or holds a preferences link
+# (a forwarded digest opens the page with the data-link button), per mailbox like the
+# confirmation mails: three a day in all, one per ten minutes, and from /manage one a day.
+LINK_MAIL_WINDOW = timedelta(hours=24)
+LINK_MAILS_PER_WINDOW = 3
+LINK_MAIL_INTERVAL = timedelta(minutes=10)
+# The settings link for a confirmed address (/manage, a signup of it) once a day per row.
 MANAGE_LINK_INTERVAL = timedelta(hours=24)
-# The data-link button sits on the preferences page, which a forwarded digest opens too.
-DATA_LINK_INTERVAL = timedelta(minutes=10)
 HARD_SUPPRESSIONS = ("bounced", "complained")
 # The consent proof (STANDARDS 11, 15): what shows consent given and withdrawn, kept after
 # an erasure for its retention time. The rest of the log (preference changes, link
@@ -137,6 +142,7 @@ def signup(
     now = utcnow()
     hashed, mailbox = email_hash(email), mailbox_hash(email)
     window_start = now - CONFIRMATION_WINDOW
+    lock_mailbox(conn, mailbox)  # the budget read here is written below: one signup at a time
     row = conn.execute(_LOOKUP, {"hashed": hashed, "mailbox": mailbox, "window_start": window_start}).one()
     if row.reason in HARD_SUPPRESSIONS or row.status in HARD_SUPPRESSIONS:
         return []
@@ -163,7 +169,7 @@ def signup(
         return [_queue_confirmation(conn, subscriber_id, mailbox, now)] if due else []
     # Pending, or unsubscribed and signing up again: double opt-in once more.
     changes = _back_to_pending(row.status, now)
-    public_id = str(changes.get("public_id", row.public_id))
+    public_id = row.public_id
     if due:
         changes["confirmation_sent_at"] = now
     if changes:
@@ -186,9 +192,12 @@ def _back_to_pending(status: str, now: datetime) -> dict[str, object]:
     repeat must neither keep it from the purge nor touch what its owner chose)."""
     if status == SubscriberStatus.PENDING:
         return {}
-    # A new public_id: links mailed to the former subscription (preferences, unsubscribe)
-    # must open nothing of this one, which nobody has confirmed yet.
-    return {"status": SubscriberStatus.PENDING, "pending_since": now, "public_id": new_public_id()}
+    # A new link generation: the preferences and data links mailed to the former
+    # subscription must open nothing of this one, which nobody has confirmed yet. The
+    # public_id stays: its unsubscribe links must still stop the mail (RFC 8058,
+    # STANDARDS 2, 6), and the consent log stays under one id.
+    return {"status": SubscriberStatus.PENDING, "pending_since": now,
+            "link_generation": Subscriber.link_generation + 1}
 
 
 def _requested(prefs: Preferences) -> dict[str, str]:
@@ -308,13 +317,41 @@ _LINK_MAIL = {
 }
 
 
+_LINKS = LinkMail.__table__
+_LINK_BUDGET = select(func.count(_LINKS.c.id), func.max(_LINKS.c.sent_at)).where(
+    _LINKS.c.mailbox_hash == bindparam("mailbox"), _LINKS.c.sent_at > bindparam("window_start"))
+_INSERT_LINK_MAIL = _LINKS.insert()
+
+
+def _link_mail(conn: Connection, mailbox: str, now: datetime, from_manage: bool) -> bool:
+    """Whether the mailbox may get one more link mail now, recorded as sent when it may.
+    The caller holds the mailbox's lock. The records do not say how a mail was asked for,
+    so /manage mails only into a day without any: one a day from /manage; the button adds
+    the rest of the three, ten minutes apart."""
+    count, last = conn.execute(_LINK_BUDGET, {"mailbox": mailbox, "window_start": now - LINK_MAIL_WINDOW}).one()
+    if from_manage:
+        due = count == 0
+    else:
+        due = count < LINK_MAILS_PER_WINDOW and _due(last, LINK_MAIL_INTERVAL, now)
+    if due:
+        conn.execute(_INSERT_LINK_MAIL, {"mailbox_hash": mailbox, "sent_at": now})
+    return due
+
+
 def request_manage_link(session: Session, email: str, origin: Origin) -> list[int]:
-    """Mail `email` its links if we hold data about it, at most once a day; the caller
-    answers the same either way (STANDARDS 14, 29)."""
+    """Mail `email` its links if we hold data about it, within its mailbox's link-mail
+    budget (one a day from /manage, whatever the spelling); the caller answers the same
+    either way (STANDARDS 14, 29)."""
     now = utcnow()
+    conn, mailbox = session.connection(), mailbox_hash(email)
+    lock_mailbox(conn, mailbox)
     sub = find_by_email(session, email)
     kind = _LINK_MAIL.get(sub.status) if sub is not None else None
+    # The row's own date as well: a signup of a confirmed address mails the settings link
+    # too (_remind), and the two together stay at one a day.
     if sub is None or kind is None or not _due(sub.manage_link_sent_at, MANAGE_LINK_INTERVAL, now):
+        return []
+    if not _link_mail(conn, mailbox, now, from_manage=True):
         return []
     sub.manage_link_sent_at = now
     _event(session, sub, "manage_link_requested", origin)
@@ -322,17 +359,18 @@ def request_manage_link(session: Session, email: str, origin: Origin) -> list[in
 
 
 def request_data_link(session: Session, sub: Subscriber, origin: Origin) -> list[int]:
-    """Mail `sub` a fresh link to its data export and erasure, at most once per
-    DATA_LINK_INTERVAL. The caller answers the same either way."""
+    """Mail `sub` a fresh link to its data export and erasure, within its mailbox's
+    link-mail budget (three a day with /manage's, ten minutes apart). The caller answers
+    the same either way. The request goes into the log (who asked: IP, browser), which the
+    export shows; it is no consent proof and goes with an erasure."""
     if sub.status not in outbox.DATA_STATES:
         return []
-    last = session.scalar(
-        select(func.max(ConsentEvent.at)).where(
-            ConsentEvent.email_hash == sub.email_hash, ConsentEvent.event == "data_link_requested")
-    )
-    if not _due(last, DATA_LINK_INTERVAL, utcnow()):
+    now = utcnow()
+    conn, mailbox = session.connection(), mailbox_hash(sub.email)
+    lock_mailbox(conn, mailbox)
+    if not _link_mail(conn, mailbox, now, from_manage=False):
         return []
-    _event(session, sub, "data_link_requested", origin)
+    _event(session, sub, "data_link_requested", origin, at=now)
     return [outbox.add_message(session, sub, outbox.DATA).id]
 
 
@@ -430,6 +468,16 @@ def _drop_personal_events(session: Session, hashes: list[str]) -> None:
 
 FORMER_STATES = (SubscriberStatus.UNSUBSCRIBED, *HARD_SUPPRESSIONS)
 _PURGE_BATCH = 500  # rows per statement: IN lists stay far below every backend's limit
+# The events that show a consent given: a row without one never subscribed, and nothing in
+# its log is proof of anything (a bounced confirmation mail included).
+CONSENT_GIVEN = ("confirmed", "imported")
+
+
+def _consent_given() -> Any:
+    """Whether the subscriber of the enclosing query ever confirmed (or came with proof)."""
+    return select(ConsentEvent.id).where(
+        ConsentEvent.subscriber_public_id == Subscriber.public_id, ConsentEvent.event.in_(CONSENT_GIVEN),
+    ).exists()
 
 
 def _left_at() -> Any:
@@ -448,16 +496,22 @@ def purge_former_readers(session: Session, retention_days: int, now: datetime | 
     """Delete the personal fields (address, search, place) of readers gone for longer than
     `retention_days` (STANDARDS 34): their row, with its deliveries and mails (by foreign
     key), and their consent events but the proof. What erase keeps stays: the hashed
-    suppression entry and the proof, until purge_consent_records. Returns how many went."""
+    suppression entry and the proof, until purge_consent_records. A signup whose
+    confirmation mail bounced or was reported never confirmed: it keeps no events at all,
+    as purge_unconfirmed, which usually takes it first, does. Returns how many went."""
     cutoff = (now or utcnow()) - timedelta(days=retention_days)
     gone = session.execute(
-        select(Subscriber.id, Subscriber.email_hash, Subscriber.status)
+        select(Subscriber.id, Subscriber.email_hash, Subscriber.status, Subscriber.public_id,
+               _consent_given().label("consented"))
         .where(Subscriber.status.in_(FORMER_STATES), _left_at() < cutoff)
         .order_by(Subscriber.id)
     ).all()
     for start in range(0, len(gone), _PURGE_BATCH):
         batch = gone[start:start + _PURGE_BATCH]
         _keep_suppressed(session, [(row.email_hash, row.status) for row in batch])
+        never = [row.public_id for row in batch if not row.consented]
+        if never:
+            session.execute(delete(ConsentEvent).where(ConsentEvent.subscriber_public_id.in_(never)))
         _drop_personal_events(session, [row.email_hash for row in batch])
         session.execute(delete(Subscriber).where(Subscriber.id.in_([row.id for row in batch])))
     return len(gone)
@@ -471,13 +525,17 @@ def _keep_suppressed(session: Session, rows: list[tuple[str, str]]) -> None:
 
 
 def purge_unconfirmed(session: Session, retention_days: int, now: datetime | None = None) -> int:
-    """Delete signups left unconfirmed for `retention_days` (STANDARDS 12), with their
-    signup records when they never confirmed anything. Returns how many went."""
+    """Delete signups left unconfirmed for `retention_days` (STANDARDS 12), those whose
+    confirmation mail bounced or was reported as spam among them, with their records: all
+    of them when they never confirmed anything (the hashed suppression entry of a bounce or
+    complaint stays); for a former reader who signed up again, those of the unconfirmed
+    signup and what is about the person, not the consent. Returns how many went."""
     cutoff = (now or utcnow()) - timedelta(days=retention_days)
     stale = list(
         session.scalars(
             select(Subscriber).where(
-                Subscriber.status == SubscriberStatus.PENDING,
+                or_(Subscriber.status == SubscriberStatus.PENDING,
+                    and_(Subscriber.status.in_(HARD_SUPPRESSIONS), ~_consent_given())),
                 # From the first signup of the pending period: a form sent again and again
                 # must not keep an unconfirmed address on file for ever.
                 func.coalesce(Subscriber.pending_since, Subscriber.created_at) < cutoff,
@@ -488,11 +546,20 @@ def purge_unconfirmed(session: Session, retention_days: int, now: datetime | Non
         ever_confirmed = session.scalar(
             select(func.count()).select_from(ConsentEvent).where(
                 ConsentEvent.subscriber_public_id == sub.public_id,
-                ConsentEvent.event.in_(("confirmed", "imported")),
+                ConsentEvent.event.in_(CONSENT_GIVEN),
             )
         )
         if not ever_confirmed:
             session.execute(delete(ConsentEvent).where(ConsentEvent.subscriber_public_id == sub.public_id))
+        else:
+            # The log of the former subscription stays (one public id holds both); the
+            # signup nobody confirmed proves nothing and goes, as it would on its own.
+            if sub.pending_since is not None:
+                session.execute(delete(ConsentEvent).where(
+                    ConsentEvent.subscriber_public_id == sub.public_id, ConsentEvent.at >= sub.pending_since))
+            _drop_personal_events(session, [sub.email_hash])
+        if sub.status in HARD_SUPPRESSIONS:
+            _keep_suppressed(session, [(sub.email_hash, sub.status)])
         session.execute(delete(OutboxMessage).where(OutboxMessage.subscriber_id == sub.id))
         session.delete(sub)
     return len(stale)
@@ -503,6 +570,14 @@ def purge_confirmation_mails(session: Session, now: datetime | None = None) -> i
     any more. Returns how many went."""
     cutoff = (now or utcnow()) - CONFIRMATION_WINDOW
     result = session.execute(delete(ConfirmationMail).where(ConfirmationMail.sent_at < cutoff))
+    return int(result.rowcount or 0)
+
+
+def purge_link_mails(session: Session, now: datetime | None = None) -> int:
+    """Delete the link-mail budget rows older than its window: they limit nothing any
+    more. Returns how many went."""
+    cutoff = (now or utcnow()) - LINK_MAIL_WINDOW
+    result = session.execute(delete(LinkMail).where(LinkMail.sent_at < cutoff))
     return int(result.rowcount or 0)
 
 

@@ -4,6 +4,10 @@ Tokens carry only a subscriber's random public_id: never the address, never the 
 Confirmation tokens expire; unsubscribe and preference tokens do not, and every key in
 NEWSLETTER_SECRET_KEY_FALLBACKS still verifies them after a rotation.
 
+Preferences and data tokens also name the row's link generation, which a new signup after
+an unsubscribe raises: the web pages open nothing for a token of another generation.
+Unsubscribe tokens name none: every unsubscribe link ever mailed stops the mail.
+
 Only the spelling we mailed is accepted: itsdangerous decodes the signature leniently
 (unused low bits of the last character, padding, non-ASCII characters are ignored), so one
 token would otherwise have several spellings that all verify.
@@ -67,10 +71,12 @@ class Tokens:
             return _as_public_id(value[0]), value[1]
         return _as_public_id(value), None
 
-    def data(self, public_id: str) -> str:
-        return URLSafeTimedSerializer(self.keys, salt=DATA_SALT).dumps(public_id)
+    def data(self, public_id: str, generation: int = 0) -> str:
+        """A link to the data export and erasure of the row's link `generation`."""
+        return URLSafeTimedSerializer(self.keys, salt=DATA_SALT).dumps(_with_generation(public_id, generation))
 
-    def read_data(self, token: str) -> str:
+    def read_data(self, token: str) -> tuple[str, int]:
+        """(public_id, link generation)."""
         _check_canonical(token)
         try:
             value = URLSafeTimedSerializer(self.keys, salt=DATA_SALT).loads(token, max_age=self.data_max_age_seconds)
@@ -78,7 +84,7 @@ class Tokens:
             raise TokenExpired() from None
         except BadSignature:
             raise TokenInvalid() from None
-        return _as_public_id(value)
+        return _public_id_and_generation(value)
 
     def unsubscribe(self, public_id: str) -> str:
         return self._plain(UNSUBSCRIBE_SALT).dumps(public_id)
@@ -86,19 +92,23 @@ class Tokens:
     def read_unsubscribe(self, token: str) -> str:
         return self._read_plain(UNSUBSCRIBE_SALT, token)
 
-    def preferences(self, public_id: str) -> str:
-        return self._plain(PREFERENCES_SALT).dumps(public_id)
+    def preferences(self, public_id: str, generation: int = 0) -> str:
+        """The lasting preferences link of the row's link `generation`."""
+        return self._plain(PREFERENCES_SALT).dumps(_with_generation(public_id, generation))
 
-    def read_preferences(self, token: str) -> str:
-        return self._read_plain(PREFERENCES_SALT, token)
+    def read_preferences(self, token: str) -> tuple[str, int]:
+        """(public_id, link generation)."""
+        return _public_id_and_generation(self._loads_plain(PREFERENCES_SALT, token))
 
     def _read_plain(self, salt: str, token: str) -> str:
+        return _as_public_id(self._loads_plain(salt, token))
+
+    def _loads_plain(self, salt: str, token: str) -> object:
         _check_canonical(token)
         try:
-            value = self._plain(salt).loads(token)
+            return self._plain(salt).loads(token)
         except BadSignature:
             raise TokenInvalid() from None
-        return _as_public_id(value)
 
 
 def _check_canonical(token: str) -> None:
@@ -116,6 +126,25 @@ def _as_public_id(value: object) -> str:
     if not isinstance(value, str) or not 8 <= len(value) <= 32:
         raise TokenInvalid()
     return value
+
+
+def _with_generation(public_id: str, generation: int) -> str | list[object]:
+    """What a preferences or data token signs: the public_id alone for generation 0 (so the
+    links mailed before generations existed stay valid and are spelt as before), else
+    [public_id, generation]."""
+    if type(generation) is not int or generation < 0:
+        raise ValueError("a link generation is a whole number >= 0")
+    return public_id if generation == 0 else [public_id, generation]
+
+
+def _public_id_and_generation(value: object) -> tuple[str, int]:
+    """The reverse of _with_generation; any other shape (a generation 0 in a list among
+    them) is no token of ours."""
+    if isinstance(value, list):
+        if len(value) == 2 and type(value[1]) is int and value[1] >= 1:
+            return _as_public_id(value[0]), value[1]
+        raise TokenInvalid()
+    return _as_public_id(value), 0
 
 
 def tokens_for(settings: object) -> Tokens:

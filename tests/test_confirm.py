@@ -17,6 +17,7 @@ from tests.helpers import (
     BASE,
     DkimKey,
     all_rows,
+    data_link,
     find_subscriber,
     form_action,
     links,
@@ -415,39 +416,65 @@ def test_a_link_that_names_no_mail_confirms_the_stored_search(client, smtp, drai
     assert _search(database) == ("confirmed", "Python", "", "de")
 
 
-# -- a new subscription after an unsubscribe: the old links open nothing of it -----------------
+# -- a new subscription after an unsubscribe: old settings and data links open nothing of it ----
 
 def test_links_of_a_former_subscription_open_nothing_of_the_next(client, smtp, drain, database):
+    """Preferences and data links name the row's link generation, which a new signup after an
+    unsubscribe raises: they open nothing of a subscription nobody has confirmed yet, nor of
+    the one confirmed after it. The public id stays, so the consent log stays one."""
     from newsletter import subscriptions
 
     welcome = subscribe_confirmed(client, smtp, drain, EMAIL, keywords="Python", location="Berlin")
     old_preferences = only_link(welcome.part("plain"), "/preferences/")
-    old_unsubscribe = _one_click(client, welcome)
+    old_data = data_link(client, smtp, drain, old_preferences, EMAIL)
+    assert client.get(old_data).status_code == 200
+    public_id = find_subscriber(database, EMAIL).public_id
+    _one_click(client, welcome)
     time_passes(database, 1.01)
     assert signup(client, EMAIL, keywords="Rust").status_code == 200
     drain()
     confirmation = smtp.to(EMAIL)[-1]
 
-    def old_links_open_nothing(status: str) -> None:
+    def old_links_open_nothing() -> None:
+        before = len(smtp.to(EMAIL))
         for answer in (client.get(old_preferences),
-                       client.post(old_preferences, data={"keywords": "Spam", "location": "", "language": "de"})):
+                       client.post(old_preferences, data={"keywords": "Spam", "location": "", "language": "de"}),
+                       client.post(old_preferences + "/data-link"),
+                       client.get(old_data), client.get(old_data + "/data.json"),
+                       client.post(old_data + "/erase", data={"confirm": "yes"})):
             assert answer.status_code == 404
             assert "Dieser Link ist nicht mehr gültig" in answer.get_data(as_text=True)
-        assert "Diese Adresse ist zurzeit nicht angemeldet" in client.get(old_unsubscribe).get_data(as_text=True)
-        # RFC 8058: a provider's POST always gets its 2xx; it just reaches nothing any more.
-        assert client.post(old_unsubscribe, data={"List-Unsubscribe": "One-Click"}).status_code == 200
-        assert find_subscriber(database, EMAIL).status == status
+            assert "Rust" not in answer.get_data(as_text=True)
+        drain()
+        assert len(smtp.to(EMAIL)) == before  # no data link mailed either
+        assert find_subscriber(database, EMAIL).keywords in ("Python", "Rust")
 
-    old_links_open_nothing("pending")
-    _click(client, confirmation)
+    old_links_open_nothing()
+    assert find_subscriber(database, EMAIL).status == "pending"
+    done = client.post(only_link(confirmation.part("plain"), "/confirm/")).get_data(as_text=True)
+    page_preferences = re.search(r'href="(/preferences/[^"]+)"', done).group(1)
+    assert client.get(page_preferences).status_code == 200  # the confirmation page's link is of the new generation
     drain()
     assert _search(database) == ("confirmed", "Rust", "", "de")
-    old_links_open_nothing("confirmed")
+    old_links_open_nothing()
+    assert _search(database) == ("confirmed", "Rust", "", "de")
     new_welcome = smtp.to(EMAIL)[-1]
-    assert client.get(only_link(new_welcome.part("plain"), "/preferences/")).status_code == 200
-    # The consent log still holds both subscriptions: it is kept by address, not by link.
+    new_preferences = only_link(new_welcome.part("plain"), "/preferences/")
+    assert new_preferences != old_preferences
+    assert client.get(new_preferences).status_code == 200
+    # The links mailed from now on (here by /manage) carry the new generation and open.
+    assert client.post("/manage", data={"email": EMAIL}).status_code == 200
+    drain()
+    manage = smtp.to(EMAIL)[-1]
+    assert only_link(manage.part("plain"), "/preferences/") == new_preferences
+    assert client.get(only_link(manage.part("plain"), "/data/")).status_code == 200
+    # One public id throughout: the consent log is one, under it.
+    assert find_subscriber(database, EMAIL).public_id == public_id
+    assert [e.event for e in all_rows(database, ConsentEvent, subscriber_public_id=public_id)] == [
+        "signup", "confirmation_sent", "confirmed", "data_link_requested", "unsubscribed",
+        "signup", "confirmation_sent", "preferences_changed", "confirmed", "manage_link_requested"]
     with database.session_scope() as session:
         log = subscriptions.export(session, subscriptions.find_by_email(session, EMAIL))["consent_log"]
     assert [e["event"] for e in log] == [
-        "signup", "confirmation_sent", "confirmed", "unsubscribed",
-        "signup", "confirmation_sent", "preferences_changed", "confirmed"]
+        "signup", "confirmation_sent", "confirmed", "data_link_requested", "unsubscribed",
+        "signup", "confirmation_sent", "preferences_changed", "confirmed", "manage_link_requested"]

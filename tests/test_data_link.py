@@ -11,9 +11,6 @@ from datetime import timedelta
 
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
-from sqlalchemy import delete, update
-
-from newsletter.models import ConsentEvent, Subscriber, email_hash, utcnow
 from newsletter.tokens import DATA_SALT
 from tests.conftest import SECRET
 from tests.helpers import (
@@ -24,6 +21,7 @@ from tests.helpers import (
     path_of,
     signup,
     subscribe_confirmed,
+    time_passes,
 )
 
 EMAIL = "anna@example.org"
@@ -49,22 +47,9 @@ def _old_data_token(public_id: str, age_minutes: float) -> str:
     return URLSafeTimedSerializer([SECRET], salt=DATA_SALT, signer=SignedEarlier).dumps(public_id)
 
 
-def _as_if_asked_earlier(database, event: str, minutes: float) -> None:
-    """Move this address's `event` records back in time (the log refuses UPDATE: delete
-    and insert; the clock itself cannot be waited for)."""
-    with database.session_scope() as session:
-        rows = session.query(ConsentEvent).filter_by(email_hash=email_hash(EMAIL), event=event).all()
-        session.execute(delete(ConsentEvent).where(ConsentEvent.id.in_([e.id for e in rows])))
-        for e in rows:
-            session.add(ConsentEvent(subscriber_public_id=e.subscriber_public_id, email_hash=e.email_hash, event=event,
-                                     at=e.at - timedelta(minutes=minutes), ip=e.ip, user_agent=e.user_agent,
-                                     form_url=e.form_url, channel=e.channel, detail=e.detail))
-
-
-def _manage_link_asked(database, email: str, hours: float) -> None:
-    with database.session_scope() as session:
-        session.execute(update(Subscriber).where(Subscriber.email_hash == email_hash(email))
-                        .values(manage_link_sent_at=utcnow() - timedelta(hours=hours)))
+def _later(database, **delta: float) -> None:
+    """The clock moves on by `delta` (timedelta's keywords) for the stored times."""
+    time_passes(database, timedelta(**delta) / timedelta(days=1))
 
 
 # -- the preferences link opens no data ----------------------------------------------------------
@@ -126,11 +111,11 @@ def test_the_data_button_mails_once_in_ten_minutes(client, smtp, drain, database
     assert len({(a.status_code, a.get_data()) for a in answers}) == 1  # the same answer each time
     drain()
     assert len(smtp.to(EMAIL)) == 3  # confirmation, welcome, one data link
-    _as_if_asked_earlier(database, "data_link_requested", minutes=9)
+    _later(database, minutes=9)
     _data_button(client, prefs_path)
     drain()
     assert len(smtp.to(EMAIL)) == 3
-    _as_if_asked_earlier(database, "data_link_requested", minutes=2)
+    _later(database, minutes=2)
     _data_button(client, prefs_path)
     drain()
     assert len(smtp.to(EMAIL)) == 4
@@ -183,11 +168,11 @@ def test_manage_mails_a_reader_at_most_once_a_day(client, smtp, drain, database,
     assert client.post("/manage", data={"email": EMAIL}).status_code == 200
     drain()
     assert len(smtp.to(EMAIL)) == 3
-    _manage_link_asked(database, EMAIL, hours=2)
+    _later(database, hours=2)
     assert client.post("/manage", data={"email": EMAIL}).status_code == 200
     drain()
     assert len(smtp.to(EMAIL)) == 3
-    _manage_link_asked(database, EMAIL, hours=25)
+    _later(database, hours=23)
     client.post("/manage", data={"email": EMAIL})
     drain()
     assert len(smtp.to(EMAIL)) == 4
@@ -227,11 +212,11 @@ def test_a_pending_address_gets_its_data_link_once_a_day(client, smtp, drain, da
     drain()
     for _ in range(3):
         client.post("/manage", data={"email": EMAIL})
-    _manage_link_asked(database, EMAIL, hours=2)
+    _later(database, hours=2)
     client.post("/manage", data={"email": EMAIL})
     drain()
     assert len(smtp.to(EMAIL)) == 2  # the confirmation and one data link
-    _manage_link_asked(database, EMAIL, hours=25)
+    _later(database, hours=23)
     client.post("/manage", data={"email": EMAIL})
     drain()
     assert len(smtp.to(EMAIL)) == 3

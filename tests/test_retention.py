@@ -186,3 +186,73 @@ def test_consent_proof_is_kept_to_the_end_of_the_year_its_retention_ends_in(data
     with database.session_scope() as session:
         assert subscriptions.purge_consent_records(session, retention, now=datetime(2028, 1, 2)) == 1
     assert all_rows(database, ConsentEvent) == []
+
+
+# -- signups never confirmed: nothing is proof, whatever became of their mail --------------------
+
+def _purge_at(database, days: float, unconfirmed_days: int = 14, former_days: int = 30) -> dict[str, int]:
+    """The three purges as the job runs them, `days` from now."""
+    now = utcnow() + timedelta(days=days)
+    with database.session_scope() as session:
+        return {"unconfirmed": subscriptions.purge_unconfirmed(session, unconfirmed_days, now=now),
+                "former_readers": subscriptions.purge_former_readers(session, former_days, now=now),
+                "consent_records": subscriptions.purge_consent_records(session, 3 * 365, now=now)}
+
+
+def _signup_bounced(client, smtp, drain) -> None:
+    """A signup from a board page whose confirmation mail the relay refused."""
+    smtp.handler.rcpt_reply = lambda address: "550 5.1.1 user unknown"
+    answer = client.post(
+        "/subscribe", data={"email": EMAIL, "keywords": "Gynäkologie", "location": "Quedlinburg"},
+        headers={"User-Agent": "Browser/1.0", "Referer": "https://jobs.example.org/jobs"},
+    )
+    assert answer.status_code == 200
+    drain()
+    smtp.handler.rcpt_reply = lambda address: None
+    assert smtp.to(EMAIL) == []
+    assert find_subscriber(database_of(client), EMAIL).status == "bounced"
+    assert [e.event for e in _events(database_of(client))] == ["signup", "bounced"]
+
+
+def test_a_signup_whose_confirmation_mail_bounced_goes_like_an_unconfirmed_one(client, smtp, drain, database):
+    _signup_bounced(client, smtp, drain)
+    assert _purge_at(database, 13)["unconfirmed"] == 0
+    assert find_subscriber(database, EMAIL) is not None
+    assert _purge_at(database, 15)["unconfirmed"] == 1
+    assert all_rows(database, Subscriber) == [] and all_rows(database, OutboxMessage) == []
+    assert _events(database) == []  # no IP, browser or form page kept as "proof" of a consent never given
+    [entry] = all_rows(database, Suppression)
+    assert (entry.email_hash, entry.reason) == (email_hash(EMAIL), "bounced")
+    assert _purge_at(database, 31) == {"unconfirmed": 0, "former_readers": 0, "consent_records": 0}
+    assert _events(database) == [] and len(all_rows(database, Suppression)) == 1
+    # Still never mailed again: the suppression entry holds.
+    assert signup(client, EMAIL).status_code == 200
+    drain()
+    assert smtp.to(EMAIL) == [] and find_subscriber(database, EMAIL) is None
+
+
+def test_the_former_reader_purge_keeps_no_proof_of_a_signup_never_confirmed(client, smtp, drain, database):
+    """Should the unconfirmed signups be kept longer than former readers, the former-reader
+    purge takes the bounced signup first: it keeps nothing of it either."""
+    _signup_bounced(client, smtp, drain)
+    assert _purge_at(database, 31, unconfirmed_days=60) == {"unconfirmed": 0, "former_readers": 1, "consent_records": 0}
+    assert all_rows(database, Subscriber) == []
+    assert _events(database) == []
+    assert [(e.email_hash, e.reason) for e in all_rows(database, Suppression)] == [(email_hash(EMAIL), "bounced")]
+
+
+def test_a_former_reader_who_signs_up_again_and_never_confirms_leaves_only_the_former_proof(
+    client, smtp, drain, database
+):
+    """The new signup proves nothing (it was never confirmed): it goes with the row, and so
+    does what the log held about the person rather than the consent."""
+    _leave(client, smtp, drain, "unsubscribed")
+    _all_happened_earlier(database, days=1.01)  # out of the confirmation mail's daily limit
+    assert signup(client, EMAIL, keywords="Rust").status_code == 200
+    drain()
+    assert find_subscriber(database, EMAIL).status == "pending"
+    assert _purge_at(database, 15)["unconfirmed"] == 1
+    assert all_rows(database, Subscriber) == []
+    assert [e.event for e in _events(database)] == PROOF + ["unsubscribed"]
+    [entry] = all_rows(database, Suppression)
+    assert (entry.email_hash, entry.reason) == (email_hash(EMAIL), "unsubscribed")

@@ -851,12 +851,51 @@ def test_a_pending_signup_sent_again_every_day_is_purged_counted_from_the_first(
 # -- the consent record's form URL ---------------------------------------------------------------
 
 @pytest.mark.parametrize("referer, kept", [
-    ("javascript:alert(1)", False),
-    ("https://jobs.example.org/" + "x" * 2000, False),
-    ("https://jobs.example.org/stellen?q=python", True),
+    ("javascript:alert(1)", None),
+    ("https://jobs.example.org/" + "x" * 2000, None),
+    ("https://jobs.example.org/stellen", "https://jobs.example.org/stellen"),
+    ("https://jobs.example.org/stellen?q=python", "https://jobs.example.org/stellen"),
+    ("https://jobs.example.org/stellen?q=" + "x" * 2000, "https://jobs.example.org/stellen"),
 ])
 def test_only_a_web_address_of_a_fitting_length_is_kept_from_the_referer(client, database, referer, kept):
     answer = client.post("/subscribe", data={"email": "anna@example.org"}, headers={"Referer": referer})
     assert answer.status_code == 200
     [event] = all_rows(database, ConsentEvent, event="signup")
-    assert event.form_url == (referer if kept else BASE + "/subscribe")
+    assert event.form_url == (kept or BASE + "/subscribe")
+
+
+# A board page that pre-fills the form puts the address into its own URL.
+PREFILLED = "anna%40example.org&keywords=Gyn%C3%A4kologie&location=Quedlinburg#email=anna@example.org"
+
+
+@pytest.mark.parametrize("posted, referer, kept", [
+    (None, "https://jobs.example.org/jobs?email=" + PREFILLED, "https://jobs.example.org/jobs"),
+    ("https://anna%40example.org:pw@jobs.example.org:8443/jobs/newsletter?email=" + PREFILLED, None,
+     "https://jobs.example.org:8443/jobs/newsletter"),
+    ("http://anna@[2001:db8::1]:8080/jobs;v=1?email=" + PREFILLED, "https://jobs.example.org/jobs?email=anna",
+     "http://[2001:db8::1]:8080/jobs;v=1"),
+])
+def test_the_consent_record_keeps_the_form_page_without_what_its_url_carried(
+    client, smtp, drain, database, posted, referer, kept
+):
+    """Scheme, host and path name the form; userinfo, query and fragment are the visitor's
+    (a pre-filled address, a search) and would outlive an erasure in the consent proof."""
+    data = {"email": "anna@example.org", "keywords": "Gynäkologie", "location": "Quedlinburg"}
+    if posted is not None:
+        data["form_url"] = posted
+    headers = {"User-Agent": "pytest-browser"} | ({"Referer": referer} if referer else {})
+    assert client.post("/subscribe", data=data, headers=headers).status_code == 200
+    drain()
+    [confirmation] = smtp.to("anna@example.org")
+    assert client.post(only_link(confirmation.part("plain"), "/confirm/")).status_code == 200
+    drain()
+    [event] = all_rows(database, ConsentEvent, event="signup")
+    assert event.form_url == kept
+    prefs = only_link(smtp.to("anna@example.org")[-1].part("plain"), "/preferences/")
+    erased = client.post(data_link(client, smtp, drain, prefs, "anna@example.org") + "/erase", data={"confirm": "yes"})
+    assert erased.status_code == 200
+    kept_events = all_rows(database, ConsentEvent)
+    assert "signup" in [e.event for e in kept_events]
+    for e in kept_events:
+        text = json.dumps([e.ip, e.user_agent, e.form_url, e.consent_text, e.detail], ensure_ascii=False).lower()
+        assert "anna" not in text and "quedlinburg" not in text and "gynäkologie" not in text and "%40" not in text

@@ -272,3 +272,38 @@ def test_no_mail_to_an_unsubscribed_address_without_a_new_signup(client, provide
     _one_click_urlencoded(provider, unsubscribe_path)
     drain()
     assert len(smtp.messages) == before
+
+
+def test_an_unsubscribe_link_from_before_a_new_signup_still_unsubscribes(
+    client, provider, smtp, drain, database, settings, unsubscribe_path
+):
+    """Every list mail's unsubscribe link must work (RFC 8058, STANDARDS 2, 6): one still in
+    the inbox from a former subscription unsubscribes the reader who signed up again, and
+    no digest goes out after the click."""
+    from tests.test_digest import add_listing, add_reader, send_now
+
+    _one_click_urlencoded(provider, unsubscribe_path)
+    _as_if_signed_up_yesterday(database)
+    assert signup(client, EMAIL).status_code == 200
+    drain()
+    assert client.post(only_link(smtp.to(EMAIL)[-1].part("plain"), "/confirm/")).status_code == 200
+    drain()
+    with database.session_scope() as session:
+        add_listing(session, 1, "Python-Entwickler (m/w/d)")
+        add_reader(session, "other@example.org")
+    send_now(database, settings, drain)
+    digest = smtp.to(EMAIL)[-1]
+    assert digest.message["List-Unsubscribe"] is not None and "/confirm/" not in digest.part("plain")
+    # The digest's own links are the new subscription's, and open it.
+    assert client.get(only_link(digest.part("plain"), "/preferences/")).status_code == 200
+
+    answer = _one_click_urlencoded(provider, unsubscribe_path)
+    assert answer.status_code == 200
+    assert find_subscriber(database, EMAIL).status == "unsubscribed"
+    assert [e.channel for e in _events(database, "unsubscribed")] == ["one-click", "one-click"]
+    before = len(smtp.to(EMAIL))
+    with database.session_scope() as session:
+        add_listing(session, 2, "Python-Entwicklerin (m/w/d)", hours_ago=0)
+    send_now(database, settings, drain)
+    assert len(smtp.to(EMAIL)) == before
+    assert len(smtp.to("other@example.org")) == 2  # the edition did go out

@@ -93,16 +93,17 @@ def digest_tick() -> int | None:
 
 def purge() -> dict[str, int]:
     """Delete stale unconfirmed signups, former readers' personal fields past their
-    retention, consent proof past its retention time and the confirmation-mail budget past
-    its window."""
+    retention, consent proof past its retention time, and the confirmation-mail and
+    link-mail budgets past their windows."""
     ctx = context.get()
     with ctx.database.session_scope() as session:
         unconfirmed = subscriptions.purge_unconfirmed(session, ctx.settings.unconfirmed_retention_days)
         former = subscriptions.purge_former_readers(session, ctx.settings.former_reader_retention_days)
         records = subscriptions.purge_consent_records(session, ctx.settings.consent_retention_days)
         budget = subscriptions.purge_confirmation_mails(session)
+        link_budget = subscriptions.purge_link_mails(session)
     counts = {"unconfirmed": unconfirmed, "former_readers": former, "consent_records": records,
-              "confirmation_mails": budget}
+              "confirmation_mails": budget, "link_mails": link_budget}
     if any(counts.values()):
         log.info("purge: %s", ", ".join(f"{key} {value}" for key, value in counts.items()))
     return counts

@@ -7,7 +7,7 @@ import json
 import re
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from flask import Blueprint, Response, g, jsonify, redirect, render_template, request, url_for
 from sqlalchemy.exc import IntegrityError
@@ -47,13 +47,20 @@ def _posted_form_url(data: Any) -> str | None:
 
 
 def _web_url(value: object) -> str | None:
-    """`value` if it is an http(s) URL that fits the consent record, else None: a form
-    field and a Referer are both the client's to choose."""
+    """The page `value` names, if it is an http(s) URL that fits the consent record, else
+    None: a form field and a Referer are both the client's to choose. Only scheme, host
+    (with port) and path are kept: userinfo, query and fragment are the visitor's (a board
+    page that pre-fills the form carries the address there), and the signup record is kept
+    as consent proof after an erasure. The 500 characters are counted on what is kept."""
     try:
-        candidate = clean_text("form_url", value, 500)
-    except InvalidInput:
+        parts = urlsplit(clean_text("form_url", value, 8000))
+    except (InvalidInput, ValueError):
         return None
-    return candidate if urlsplit(candidate).scheme in ("http", "https") else None
+    host = parts.netloc.rpartition("@")[2]
+    if parts.scheme not in ("http", "https") or not host:
+        return None
+    page = urlunsplit((parts.scheme, host, parts.path, "", ""))
+    return page if len(page) <= 500 else None
 
 
 def _consent_shown(data: dict[str, Any], prefs: Any) -> tuple[str, str]:
@@ -271,7 +278,7 @@ def _confirm_done(sub: Subscriber, already: bool) -> Response:
 def _links(sub: Subscriber) -> dict[str, str]:
     tokens = tokens_for(settings())
     return {
-        "preferences_url": url_for("public.preferences", token=tokens.preferences(sub.public_id)),
+        "preferences_url": url_for("public.preferences", token=tokens.preferences(sub.public_id, sub.link_generation)),
         "unsubscribe_url": url_for("public.unsubscribe", token=tokens.unsubscribe(sub.public_id)),
     }
 
@@ -321,14 +328,22 @@ def unsubscribe(token: str) -> Response:
 
 def _preferences_target(token: str) -> tuple[Subscriber | None, Response | None]:
     try:
-        public_id = tokens_for(settings()).read_preferences(token)
+        public_id, generation = tokens_for(settings()).read_preferences(token)
     except TokenInvalid:
         return None, _page("link_invalid.html", 400)
-    sub = subscriptions.find(get_session(), public_id)
+    sub = _of_generation(public_id, generation)
     if sub is None:
         return None, _page("link_invalid.html", 404, gone=True)
     g.page_language = sub.language
     return sub, None
+
+
+def _of_generation(public_id: str, generation: int) -> Subscriber | None:
+    """The subscriber a preferences or data link names, or None when it is gone or the link
+    was mailed to a former subscription of the address (an unsubscribe and a new signup
+    since): such a link no longer works, as an erased reader's does not."""
+    sub = subscriptions.find(get_session(), public_id)
+    return sub if sub is not None and sub.link_generation == generation else None
 
 
 def _preferences_page(sub: Subscriber, token: str, status: int = 200, **extra: Any) -> Response:
@@ -394,12 +409,12 @@ def data_link(token: str) -> Response:
 
 def _data_target(token: str) -> tuple[Subscriber | None, Response | None]:
     try:
-        public_id = tokens_for(settings()).read_data(token)
+        public_id, generation = tokens_for(settings()).read_data(token)
     except TokenExpired:
         return None, _page("data_expired.html", 410)
     except TokenInvalid:
         return None, _page("link_invalid.html", 400)
-    sub = subscriptions.find(get_session(), public_id)
+    sub = _of_generation(public_id, generation)
     if sub is None:
         return None, _page("link_invalid.html", 404, gone=True)
     g.page_language = sub.language
