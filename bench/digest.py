@@ -4,7 +4,7 @@ the time to plan a million deliveries.
 What is measured
     1. Pipeline throughput with one real `newsletter worker` process (RQ, running the
        chunk jobs in-process): from the moment the edition is created (window, variants,
-       set-based planning, commit, queueing the chunk jobs: digests.create_edition and
+       set-based planning, commit, queueing the chunk jobs: planning.create_edition and
        jobs.queue_edition, as `newsletter digest send` calls them) until the SMTP sink has
        received the last message. The worker is started and idle before the clock starts,
        as a production worker is. N confirmed readers (default 5,000) over ~50 distinct
@@ -24,7 +24,7 @@ What is measured
        parent in both, so the proportional set size (PSS, shared pages split between the
        sharers) is printed next to it. Targets: <= 80 MB, and the 100k peak <= 1.2 x the
        10k peak (memory must not grow with the edition).
-    5. Planning 1,000,000 deliveries on PostgreSQL: digests.create_edition with its commit,
+    5. Planning 1,000,000 deliveries on PostgreSQL: planning.create_edition with its commit,
        on 1M confirmed readers loaded with COPY. Target <= 30 s. Skipped with a message
        when PostgreSQL does not answer (or with --skip-plan).
 
@@ -317,7 +317,7 @@ def send_edition(settings: Any, sink: digest_sink.Sink, min_rate: float,
     """Create and queue an edition as `newsletter digest send` does; wait for the sink."""
     from sqlalchemy import func, select
 
-    from newsletter import digests
+    from newsletter.editions import planning
     from newsletter.models import Edition, EditionVariant
     from worker import context, jobs
 
@@ -327,7 +327,7 @@ def send_edition(settings: Any, sink: digest_sink.Sink, min_rate: float,
         worker_before, sink_before = worker_meter.seconds(), sink_meter.seconds()
         start = time.monotonic()
         with ctx.database.session_scope() as session:
-            edition = digests.create_edition(session, settings, "bench")
+            edition = planning.create_edition(session, settings, "bench")
             edition_id, planned = edition.id, edition.planned
         planned_at = time.monotonic()
         jobs.queue_edition(edition_id)
@@ -340,7 +340,7 @@ def send_edition(settings: Any, sink: digest_sink.Sink, min_rate: float,
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             with ctx.database.session_scope() as session:
-                counts = digests.counts(session, edition_id)
+                counts = planning.counts(session, edition_id)
                 state = session.get(Edition, edition_id).state  # type: ignore[union-attr]
                 run.variants = int(session.scalar(
                     select(func.count()).select_from(EditionVariant).where(EditionVariant.edition_id == edition_id)) or 0)
@@ -491,7 +491,7 @@ class PlanRun:
 def plan_run(admin_url: str, subscribers: int, data: digest_data.Dataset, tmp: Path, redis_url: str) -> PlanRun:
     from sqlalchemy import func, select
 
-    from newsletter import digests
+    from newsletter.editions import planning
     from newsletter.db import Database
     from newsletter.migrate import upgrade
     from newsletter.models import EditionVariant
@@ -505,7 +505,7 @@ def plan_run(admin_url: str, subscribers: int, data: digest_data.Dataset, tmp: P
             loaded = time.monotonic()
             settings = make_settings(tmp, url, redis_url, free_port(), None)
             with database.session_scope() as session:
-                edition = digests.create_edition(session, settings, "bench")
+                edition = planning.create_edition(session, settings, "bench")
                 edition_id, planned = edition.id, edition.planned
             planned_at = time.monotonic()
             with database.session_scope() as session:

@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 SEED = 20261127
 
 # keyword preference -> (category, title templates). The first title of each always
-# matches its keyword (newsletter.matching), so every preference set finds something.
+# matches its keyword (newsletter.listings.matching), so every preference set finds something.
 JOBS: dict[str, tuple[str, tuple[str, ...]]] = {
     "Python": ("IT", ("Python-Entwickler (m/w/d)", "Senior Python Developer (m/w/d)",
                       "Backend-Entwicklerin Python / Django (m/w/d)")),

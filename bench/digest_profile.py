@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def profile(settings: object, sink: digest_sink.Sink, args: argparse.Namespace) -> int:
     from rq import SimpleWorker
 
-    from newsletter import digests
+    from newsletter.editions import planning
     from worker import context, jobs, queues
 
     ctx = context.configure(settings)  # type: ignore[arg-type]
@@ -69,7 +69,7 @@ def profile(settings: object, sink: digest_sink.Sink, args: argparse.Namespace) 
     start = time.monotonic()
     profiler.enable()
     with ctx.database.session_scope() as session:
-        edition = digests.create_edition(session, settings, "bench")  # type: ignore[arg-type]
+        edition = planning.create_edition(session, settings, "bench")  # type: ignore[arg-type]
         edition_id, planned = edition.id, edition.planned
     jobs.queue_edition(edition_id)
     SimpleWorker(list(queues.ALL), connection=ctx.redis).work(burst=True, with_scheduler=False, logging_level="WARNING")

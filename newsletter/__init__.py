@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from flask import Flask
 
-    from .config import Settings
+    from newsletter.config import Settings
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the web app from `settings` (default: the environment and `.env`)."""
-    from .app import create_app as build
+    from newsletter.app import create_app as build
 
     return build(settings)

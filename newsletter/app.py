@@ -12,7 +12,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.utils import cached_property
 from werkzeug.wsgi import get_input_stream
 
-from .config import Settings, load_settings
+from newsletter.config import Settings, load_settings
 
 
 class BoundedRequest(Request):
@@ -52,9 +52,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     """Build the web app from `settings` (default: the environment and `.env`)."""
     from werkzeug.middleware.proxy_fix import ProxyFix
 
-    from . import db
-    from .web import api, errors, health, i18n, public, security
-    from .web.extensions import init_limiter, init_redis
+    from newsletter import db
+    from newsletter.web import api, errors, health, i18n, public, security
+    from newsletter.web.extensions import init_limiter, init_redis
 
     settings = settings or load_settings()
     instance = Path(settings.instance_path).resolve()
@@ -88,7 +88,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
     if settings.demo:
-        from .web import inbox
+        from newsletter.web import inbox
 
         app.register_blueprint(inbox.bp)
     return app

@@ -11,8 +11,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, text
 
-from .db import Database
-from .paths import migrations_dir
+from newsletter.db import Database
+from newsletter.paths import migrations_dir
 
 
 def alembic_config(database_url: str) -> Config:

@@ -149,7 +149,7 @@ def _public_id_and_generation(value: object) -> tuple[str, int]:
 
 def tokens_for(settings: object) -> Tokens:
     """The Tokens of a Settings object."""
-    from .config import Settings
+    from newsletter.config import Settings
 
     assert isinstance(settings, Settings)
     return Tokens(settings.signing_keys, settings.confirm_max_age_hours * 3600, settings.data_link_max_age_minutes * 60)

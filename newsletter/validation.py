@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
 
-from .consent import LANGUAGES
+from newsletter.subscribers.consent import LANGUAGES
 
 # Control characters, line and paragraph separators, and the invisible direction overrides
 # and isolates (and U+FEFF), which would turn the text around wherever it is shown again.

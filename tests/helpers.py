@@ -32,7 +32,7 @@ def signup(client, email: str, **fields: str):
 
 def status_counts(database) -> dict[str, int]:
     """Subscribers per state, as `newsletter subscribers stats` prints them."""
-    from newsletter import subscriptions
+    from newsletter.subscribers import subscriptions
 
     with database.session_scope() as session:
         return subscriptions.stats(session)
@@ -40,7 +40,7 @@ def status_counts(database) -> dict[str, int]:
 
 def find_subscriber(database, email: str):
     """The Subscriber row of `email` (detached, attributes loaded), or None."""
-    from newsletter import subscriptions
+    from newsletter.subscribers import subscriptions
 
     with database.session_scope() as session:
         return subscriptions.find_by_email(session, email)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from newsletter import api_tokens
+from newsletter.operators import api_tokens
 from newsletter.models import ApiToken, Listing, utcnow
 from tests.conftest import env_for
 

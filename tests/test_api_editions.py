@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from newsletter import api_tokens
+from newsletter.operators import api_tokens
 from newsletter.models import Subscriber, email_hash
 
 

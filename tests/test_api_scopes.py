@@ -101,7 +101,7 @@ def test_a_token_made_without_scopes_does_both(client, settings, database):
 def test_a_token_from_before_scopes_existed_keeps_both(client, database):
     """A row written without the scopes column, as every token made before migration 0003
     was: the column's server default gives it both scopes."""
-    from newsletter.api_tokens import token_hash
+    from newsletter.operators.api_tokens import token_hash
 
     with database.session_scope() as session:
         session.execute(text("INSERT INTO api_tokens (name, token_hash, created_at) VALUES (:n, :h, :at)"),

@@ -422,7 +422,7 @@ def test_links_of_a_former_subscription_open_nothing_of_the_next(client, smtp, d
     """Preferences and data links name the row's link generation, which a new signup after an
     unsubscribe raises: they open nothing of a subscription nobody has confirmed yet, nor of
     the one confirmed after it. The public id stays, so the consent log stays one."""
-    from newsletter import subscriptions
+    from newsletter.subscribers import subscriptions
 
     welcome = subscribe_confirmed(client, smtp, drain, EMAIL, keywords="Python", location="Berlin")
     old_preferences = only_link(welcome.part("plain"), "/preferences/")

@@ -247,8 +247,8 @@ def test_worker_killed_mid_send_loses_nothing(settings, smtp, database, client):
 
 @pytest.mark.parametrize("kind", ["confirm"])
 def test_a_mail_no_longer_wanted_is_cancelled_not_sent(settings, smtp, database, client, drain, kind):
-    from newsletter import subscriptions
-    from newsletter.subscriptions import Origin
+    from newsletter.subscribers import subscriptions
+    from newsletter.subscribers.subscriptions import Origin
 
     signup(client, "changed-mind@example.org")
     with database.session_scope() as session:

@@ -17,7 +17,7 @@ import psutil
 import pytest
 from sqlalchemy import select
 
-from newsletter import digests
+from newsletter.editions import planning
 from newsletter.models import Edition, Listing, Subscriber, email_hash, utcnow
 from tests.conftest import env_for
 from tests.processes import kill_tree, start, stop
@@ -38,7 +38,7 @@ def edition(database, settings):  # type: ignore[no-untyped-def]
             for n in range(READERS)
         )
     with database.session_scope() as session:
-        return digests.create_edition(session, settings, "test").id
+        return planning.create_edition(session, settings, "test").id
 
 
 def slow_sink(smtp, seconds: float) -> None:  # type: ignore[no-untyped-def]
@@ -72,7 +72,7 @@ def wait_for_state(database, edition_id: int, state: str, timeout: float = 120) 
                 return
         time.sleep(0.2)
     with database.session_scope() as session:
-        raise AssertionError(f"edition still {session.get(Edition, edition_id).state}: {digests.counts(session, edition_id)}")
+        raise AssertionError(f"edition still {session.get(Edition, edition_id).state}: {planning.counts(session, edition_id)}")
 
 
 def received(smtp) -> Counter[str]:  # type: ignore[no-untyped-def]
@@ -99,7 +99,7 @@ def test_three_workers_share_an_edition_and_a_sigkill_loses_nobody(settings, dat
     doubled = [address for address, n in counts.items() if n > 1]
     assert len(doubled) <= 1 and all(n <= 2 for n in counts.values())  # at most the one in flight
     with database.session_scope() as session:
-        assert digests.counts(session, edition)["sent"] == READERS
+        assert planning.counts(session, edition)["sent"] == READERS
 
 
 def test_redis_flushed_mid_send_the_reconciler_finishes_the_edition(settings, database, smtp, edition, redis_conn):

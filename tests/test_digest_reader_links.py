@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from newsletter import digests
-from newsletter.digest_mail import DigestComposer, SlotMismatch
+from newsletter.editions import planning
+from newsletter.mail.digest import DigestComposer, SlotMismatch
 from newsletter.models import Listing, Subscriber, email_hash, utcnow
 from newsletter.tokens import tokens_for
 
@@ -47,7 +47,7 @@ def test_listing_text_never_receives_a_readers_tokens(database, settings, smtp, 
         _reader(session, "de-reader@example.org")
         _reader(session, "en-reader@example.org")
     with database.session_scope() as session:
-        edition_id = digests.create_edition(session, settings, "test").id
+        edition_id = planning.create_edition(session, settings, "test").id
         readers = {s.email: s.public_id for s in session.query(Subscriber)}
     context.configure(settings)
     jobs.queue_edition(edition_id)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from newsletter.mail import Composed, Renderer, build_message, list_headers
+from newsletter.mail.compose import Composed, Renderer, build_message, list_headers
 from tests.conftest import make_settings
 
 PREFS = "http://newsletter.test/__PREFS__"
@@ -68,7 +68,7 @@ def context(count: int = 12, total: int | None = None, **overrides: Any) -> dict
         "board_url": BOARD,
         "preferences_url": PREFS,
         "unsubscribe_url": UNSUB,
-        # digest_mail.py passes the link's base here and a slot for the reader's token
+        # newsletter/mail/digest.py passes the link's base here and a slot for the reader's token
         "preferences_token": "",
         "unsubscribe_token": "",
     }
@@ -395,7 +395,7 @@ def test_german_subject_survives_the_wire(renderer, settings):
 
 def test_wrapping_a_long_indented_line_keeps_its_indent():
     """A digest's listing lines are indented; wrapped, they must stay in their block."""
-    from newsletter.mail import wrap_text
+    from newsletter.mail.compose import wrap_text
 
     line = "    " + "Softwareentwickler:in " * 4 + "(Berlin)"
     wrapped = wrap_text(f"{line}\nhttps://jobs.example.org/{'x' * 90}")

@@ -279,7 +279,7 @@ def test_chunked_bodies_up_to_the_limit_are_read_whole(server, database):
 
 
 def test_chunked_api_upload_keeps_the_api_limit_of_a_few_mb(server, database):
-    from newsletter import api_tokens
+    from newsletter.operators import api_tokens
 
     with database.session_scope() as session:
         secret = api_tokens.create(session, "jobboard").secret
@@ -314,7 +314,7 @@ def test_deeply_nested_json_answers_400_not_500(client, database):
 
 
 def test_deeply_nested_json_to_the_api_answers_400(client, database):
-    from newsletter import api_tokens
+    from newsletter.operators import api_tokens
 
     with database.session_scope() as session:
         secret = api_tokens.create(session, "deep").secret

@@ -187,7 +187,7 @@ def test_manage_and_the_data_button_share_one_budget(client, smtp, drain, databa
 # -- the purge drops the link-mail records after a day ------------------------------------------
 
 def test_the_purge_drops_link_mail_records_older_than_a_day(app, client, smtp, drain, database):
-    from newsletter.cli import cli
+    from newsletter.cli.commands import cli
     from worker import jobs
 
     assert signup(client, EMAIL).status_code == 200

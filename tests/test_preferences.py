@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from newsletter import consent
-from newsletter.cli import cli
+from newsletter.subscribers import consent
+from newsletter.cli.commands import cli
 from newsletter.models import ConsentEvent, OutboxMessage, Subscriber, Suppression, email_hash
 from tests.helpers import (
     all_rows,

@@ -11,7 +11,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from newsletter import digests, subscriptions
+from newsletter.editions import planning
+from newsletter.subscribers import subscriptions
 from newsletter.models import (
     ConsentEvent,
     Delivery,
@@ -22,7 +23,7 @@ from newsletter.models import (
     email_hash,
     utcnow,
 )
-from newsletter.transport import BounceError, PolicyError, SmtpTransport, classify
+from newsletter.mail.transport import BounceError, PolicyError, SmtpTransport, classify
 from tests.conftest import make_settings
 from tests.helpers import signup
 
@@ -56,7 +57,7 @@ def send_edition(database, settings, drain) -> int:
             session.add(Subscriber(email=address, email_hash=email_hash(address), status="confirmed",
                                    confirmed_at=utcnow()))
     with database.session_scope() as session:
-        edition_id = digests.create_edition(session, settings, "test").id
+        edition_id = planning.create_edition(session, settings, "test").id
     context.configure(settings)
     jobs.queue_edition(edition_id)
     drain()

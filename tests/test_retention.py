@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import DateTime, delete, select
 
-from newsletter import subscriptions
-from newsletter.cli import cli
+from newsletter.subscribers import subscriptions
+from newsletter.cli.commands import cli
 from newsletter.models import (
     ConsentEvent,
     Delivery,

@@ -250,7 +250,8 @@ def test_a_multi_line_impressum_keeps_its_lines_and_the_text_part_stays_short(se
 def test_the_interval_and_list_name_configured_are_what_readers_are_told_and_agree_to(settings, smtp, tmp_path, database):
     """The consent record keeps the wording a reader agreed to (STANDARDS 11): with a weekly
     list it must not say "every 14 days", on the page, in the record or in the mails."""
-    from newsletter import consent, create_app
+    from newsletter.subscribers import consent
+    from newsletter import create_app
     from newsletter.models import ConsentEvent
 
     weekly = {"digest_interval_days": 7, "list_name": "Stellenbörse-Newsletter"}

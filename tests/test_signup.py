@@ -11,7 +11,7 @@ from email.header import decode_header
 
 import pytest
 
-from newsletter import consent
+from newsletter.subscribers import consent
 from newsletter.models import ConsentEvent, OutboxMessage, Subscriber
 from tests.conftest import make_settings
 from tests.helpers import (
@@ -755,7 +755,7 @@ def test_an_erased_address_gets_no_second_confirmation_mail_within_a_day(client,
 def test_an_address_erased_long_ago_gets_its_confirmation_mail(client, smtp, drain, database):
     from datetime import timedelta
 
-    from newsletter.mailbox import mailbox_hash
+    from newsletter.subscribers.mailbox import mailbox_hash
     from newsletter.models import ConfirmationMail, Suppression, email_hash, utcnow
 
     hashed = email_hash("anna@example.org")

@@ -13,7 +13,7 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from newsletter.transport import (
+from newsletter.mail.transport import (
     BounceError,
     PolicyError,
     SmtpTransport,

@@ -12,7 +12,7 @@ from redis import Redis
 
 from newsletter.config import Settings, load_settings
 from newsletter.db import Database
-from newsletter.mail import Renderer
+from newsletter.mail.compose import Renderer
 
 
 @dataclass

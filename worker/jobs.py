@@ -9,8 +9,10 @@ import time
 
 from sqlalchemy import select
 
-from newsletter import digests, outbox, subscriptions
-from newsletter.delivery import SCHEDULE_MARGIN_SECONDS, ChunkSender
+from newsletter.editions import planning
+from newsletter.mail import outbox
+from newsletter.subscribers import subscriptions
+from newsletter.editions.sending import SCHEDULE_MARGIN_SECONDS, ChunkSender
 from newsletter.models import Edition, EditionState
 
 from . import context, queues
@@ -40,7 +42,7 @@ def reconcile() -> int:
     with ctx.database.session_scope() as session:
         editions = list(session.scalars(select(Edition.id).where(Edition.state == EditionState.SENDING)))
         for edition_id in editions:
-            for lo, hi, lease_expired in digests.open_chunks(session, edition_id, ctx.settings.send_chunk_size, due_only=True):
+            for lo, hi, lease_expired in planning.open_chunks(session, edition_id, ctx.settings.send_chunk_size, due_only=True):
                 if lease_expired:
                     # Its worker died; RQ may not notice for many minutes (PITFALLS), so a
                     # new job under a new id takes the chunk over now.
@@ -50,7 +52,7 @@ def reconcile() -> int:
                 else:
                     continue
                 chunks += 1
-            digests.finish_if_done(session, edition_id)
+            planning.finish_if_done(session, edition_id)
     if ids or chunks:
         log.info("reconciler re-queued %d outbox message(s) and %d chunk(s)", len(ids), chunks)
     return len(ids) + chunks
@@ -60,7 +62,7 @@ def queue_edition(edition_id: int) -> int:
     """Queue a send job for every chunk of an edition's unfinished deliveries."""
     ctx = context.get()
     with ctx.database.session_scope() as session:
-        chunks = digests.open_chunks(session, edition_id, ctx.settings.send_chunk_size)
+        chunks = planning.open_chunks(session, edition_id, ctx.settings.send_chunk_size)
     for lo, hi, _ in chunks:
         queues.enqueue_chunk(ctx.redis, edition_id, lo, hi)
     return len(chunks)
@@ -83,7 +85,7 @@ def digest_tick() -> int | None:
     """The scheduler's check: make the current period's edition if due, then queue it."""
     ctx = context.get()
     with ctx.database.session_scope() as session:
-        edition = digests.tick(session, ctx.settings)
+        edition = planning.tick(session, ctx.settings)
         edition_id = edition.id if edition is not None else None
     if edition_id is not None:
         log.info("scheduled edition %s created", edition_id)

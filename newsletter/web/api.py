@@ -4,8 +4,8 @@ OpenAPI description, no CSRF (no cookies are involved), bodies up to MAX_BODY in
 the app's 64 KB form limit. Each route names the token scope it needs (`_needs`); a route
 that names none is refused to every token, so a new route cannot slip out unguarded.
 
-Listings go through the very code of `newsletter listings import` (listings.validate and
-listings.upsert), so a row the CLI refuses the API refuses with the same reason.
+Listings go through the very code of `newsletter listings import` (store.validate and
+store.upsert), so a row the CLI refuses the API refuses with the same reason.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
 
-from .. import api_tokens, listings
-from ..db import get_session
-from ..listing_formats import FeedError, records_from_json
-from ..models import EditionState
+from newsletter.operators import api_tokens
+from newsletter.listings import store
+from newsletter.db import get_session
+from newsletter.listings.formats import FeedError, records_from_json
+from newsletter.models import EditionState
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -130,10 +131,10 @@ def post_listings() -> Response:
     except FeedError as exc:
         return _error(400, f"body: {exc}", field="body")
     session = get_session()
-    result = listings.ImportResult()
+    result = store.ImportResult()
     for attempt in (1, 2):  # a concurrent import may insert the same new id first
         try:
-            result = listings.import_records(session, records)
+            result = store.import_records(session, records)
             session.commit()
             break
         except IntegrityError:
@@ -153,7 +154,7 @@ def post_listings() -> Response:
 def delete_listing(external_id: str) -> Response:
     """Withdraw a listing: it stays stored but is no longer mailed. Idempotent."""
     session = get_session()
-    row = listings.withdraw(session, external_id)
+    row = store.withdraw(session, external_id)
     if row is None or row.withdrawn_at is None:  # (withdrawn_at is set for a known id)
         return _error(404, "no listing with this id")
     session.commit()
@@ -170,12 +171,12 @@ def openapi() -> Response:
 # -- editions ---------------------------------------------------------------------------------
 
 def _edition_body(edition: Any) -> dict[str, Any]:
-    from .. import digests
+    from newsletter.editions import planning
 
     return {
         "id": edition.id, "state": edition.state, "trigger": edition.trigger,
         "created_at": edition.created_at.isoformat() + "Z", "recipients": edition.planned,
-        "listings": edition.listing_count, **digests.counts(get_session(), edition.id),
+        "listings": edition.listing_count, **planning.counts(get_session(), edition.id),
     }
 
 
@@ -183,8 +184,8 @@ def _edition_body(edition: Any) -> dict[str, Any]:
 @_needs("editions")
 def create_edition() -> Response:
     """The operator's trigger: an edition now (cut-off: now), queued for delivery."""
-    from .. import digests
-    from .extensions import queue_edition_after_commit, settings
+    from newsletter.editions import planning
+    from newsletter.web.extensions import queue_edition_after_commit, settings
 
     if request.get_data(cache=True).strip() not in (b"", b"{}"):
         # It takes no options: a body such as {"dry_run": true} must not send for real.
@@ -192,8 +193,8 @@ def create_edition() -> Response:
                            "for what it would send: GET /api/v1/editions/preview", field="body")
     session = get_session()
     try:
-        edition = digests.create_edition(session, settings(), "api")
-    except digests.EditionError as exc:
+        edition = planning.create_edition(session, settings(), "api")
+    except planning.EditionError as exc:
         session.rollback()
         return _error(409, str(exc))
     session.commit()
@@ -208,10 +209,10 @@ def create_edition() -> Response:
 @_needs("editions")
 def preview_edition() -> Response:
     """What an edition made now would cover (the API's `digest send --dry-run`)."""
-    from .. import digests
-    from .extensions import settings
+    from newsletter.editions import planning
+    from newsletter.web.extensions import settings
 
-    result = digests.preview(get_session(), settings())
+    result = planning.preview(get_session(), settings())
     return jsonify(
         recipients=result.recipients,
         listings=[{"id": item.external_id, "title": item.title, "url": item.url,
@@ -222,9 +223,9 @@ def preview_edition() -> Response:
 @bp.get("/editions/<int:edition_id>")
 @_needs("editions")
 def get_edition(edition_id: int) -> Response:
-    from .. import digests
+    from newsletter.editions import planning
 
-    edition = digests.get_edition(get_session(), edition_id)
+    edition = planning.get_edition(get_session(), edition_id)
     if edition is None:
         return _error(404, f"no edition {edition_id}")
     return jsonify(_edition_body(edition))
@@ -234,15 +235,15 @@ def get_edition(edition_id: int) -> Response:
 @_needs("editions")
 def change_edition(edition_id: int, action: str) -> Response:
     """Pause, resume or cancel an edition (409 when its state does not allow it)."""
-    from .. import digests
-    from .extensions import queue_edition_after_commit
+    from newsletter.editions import planning
+    from newsletter.web.extensions import queue_edition_after_commit
 
     session = get_session()
-    if digests.get_edition(session, edition_id) is None:
+    if planning.get_edition(session, edition_id) is None:
         return _error(404, f"no edition {edition_id}")
     try:
-        edition = digests.set_state(session, edition_id, action)
-    except digests.EditionError as exc:
+        edition = planning.set_state(session, edition_id, action)
+    except planning.EditionError as exc:
         return _error(409, str(exc))
     session.commit()
     if action == "resume":

@@ -13,9 +13,9 @@ from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import update
 
-from ..config import Settings
-from ..db import get_session
-from ..models import OutboxMessage
+from newsletter.config import Settings
+from newsletter.db import get_session
+from newsletter.models import OutboxMessage
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def queue_edition_after_commit(edition_id: int) -> bool:
     queues them once it is back)."""
     from worker.queues import enqueue_chunk
 
-    from ..digests import open_chunks
+    from newsletter.editions.planning import open_chunks
 
     chunks = open_chunks(get_session(), edition_id, settings().send_chunk_size)
     try:

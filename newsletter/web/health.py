@@ -7,8 +7,8 @@ from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..db import get_session
-from .extensions import redis, settings
+from newsletter.db import get_session
+from newsletter.web.extensions import redis, settings
 
 bp = Blueprint("health", __name__)
 

@@ -8,7 +8,7 @@ from flask import Flask, g, has_request_context, request, url_for
 from flask_babel import Babel, get_locale
 from werkzeug.exceptions import HTTPException
 
-from ..consent import LANGUAGES
+from newsletter.subscribers.consent import LANGUAGES
 
 TRANSLATIONS = Path(__file__).resolve().parent.parent / "translations"
 

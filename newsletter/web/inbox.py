@@ -8,10 +8,10 @@ import re
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 from markupsafe import Markup, escape
 
-from ..demo_inbox import get_entry, list_entries
-from .. import digests
-from ..db import get_session
-from .extensions import queue_edition_after_commit, settings
+from newsletter.demo.inbox import get_entry, list_entries
+from newsletter.editions import planning
+from newsletter.db import get_session
+from newsletter.web.extensions import queue_edition_after_commit, settings
 
 bp = Blueprint("inbox", __name__, url_prefix="/dev/inbox")
 
@@ -39,11 +39,11 @@ def index() -> str:
 
 def _inbox(**extra: object) -> str:
     session = get_session()
-    latest = digests.latest(session)
+    latest = planning.latest(session)
     return render_template(
         "inbox.html", entries=list_entries(settings().instance_path), latest=latest,
-        counts=digests.counts(session, latest.id) if latest else None,
-        preview=digests.preview(session, settings()), **extra,
+        counts=planning.counts(session, latest.id) if latest else None,
+        preview=planning.preview(session, settings()), **extra,
     )
 
 
@@ -53,8 +53,8 @@ def send_edition() -> Response | tuple[str, int]:
     same way while an edition is still sending or paused."""
     session = get_session()
     try:
-        edition = digests.create_edition(session, settings(), "demo")
-    except digests.EditionError as exc:
+        edition = planning.create_edition(session, settings(), "demo")
+    except planning.EditionError as exc:
         session.rollback()
         return _inbox(refused=str(exc)), 409
     session.commit()

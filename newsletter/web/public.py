@@ -12,13 +12,14 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 from flask import Blueprint, Response, g, jsonify, redirect, render_template, request, url_for
 from sqlalchemy.exc import IntegrityError
 
-from .. import consent, subscriptions
-from ..db import get_session
-from ..models import Subscriber, SubscriberStatus
-from ..tokens import TokenExpired, TokenInvalid, tokens_for
-from ..validation import InvalidInput, clean_email, clean_preferences, clean_text
-from .errors import error_response, wants_json
-from .extensions import enqueue_outbox_after_commit, limiter, settings, signup_limit
+from newsletter.subscribers import consent
+from newsletter.subscribers import subscriptions
+from newsletter.db import get_session
+from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.tokens import TokenExpired, TokenInvalid, tokens_for
+from newsletter.validation import InvalidInput, clean_email, clean_preferences, clean_text
+from newsletter.web.errors import error_response, wants_json
+from newsletter.web.extensions import enqueue_outbox_after_commit, limiter, settings, signup_limit
 
 bp = Blueprint("public", __name__)
 

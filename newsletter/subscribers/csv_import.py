@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
-from . import outbox
-from .mailbox import mailbox_hash
-from .models import (
+from newsletter.mail import outbox
+from newsletter.subscribers.mailbox import mailbox_hash
+from newsletter.models import (
     ConfirmationMail,
     ConsentEvent,
     Subscriber,
@@ -27,7 +27,7 @@ from .models import (
     email_hash,
     utcnow,
 )
-from .validation import InvalidInput, clean_email, clean_language, clean_text
+from newsletter.validation import InvalidInput, clean_email, clean_language, clean_text
 
 REQUIRED_COLUMNS = ("email",)
 KNOWN_COLUMNS = ("email", "language", "keywords", "location", "confirmed_at", "consent_ip", "consent_text")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from .config import Settings
+from newsletter.config import Settings
 
 SIGNED = [
     b"from", b"to", b"subject", b"date", b"message-id", b"mime-version", b"content-type",

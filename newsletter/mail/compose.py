@@ -19,10 +19,10 @@ import css_inline
 import idna
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from . import consent
-from .config import Settings
-from .models import utcnow
-from .paths import email_templates_dir
+from newsletter.subscribers import consent
+from newsletter.config import Settings
+from newsletter.models import utcnow
+from newsletter.paths import email_templates_dir
 
 _SUBJECT_LINE = re.compile(r"\ASubject: (?P<subject>[^\r\n]+)\r?\n\r?\n?")
 MAX_LINE = 998  # RFC 5322 2.1.1, without the CRLF

@@ -17,11 +17,11 @@ from datetime import UTC, timedelta
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from .config import Settings
-from .db import Database
-from .digest_mail import DigestComposer, VariantMail, view
-from .mail import MailBuildError, Renderer, ascii_address, verp_sender
-from .models import (
+from newsletter.config import Settings
+from newsletter.db import Database
+from newsletter.mail.digest import DigestComposer, VariantMail, view
+from newsletter.mail.compose import MailBuildError, Renderer, ascii_address, verp_sender
+from newsletter.models import (
     Delivery,
     DeliveryStatus,
     Edition,
@@ -34,10 +34,10 @@ from .models import (
     Suppression,
     utcnow,
 )
-from .outbox import mark_bounced
-from .send_rate import SendRate
-from .tokens import Tokens, tokens_for
-from .transport import (
+from newsletter.mail.outbox import mark_bounced
+from newsletter.mail.send_rate import SendRate
+from newsletter.tokens import Tokens, tokens_for
+from newsletter.mail.transport import (
     BounceError,
     PolicyError,
     SmtpTransport,
@@ -184,7 +184,7 @@ class ChunkSender:
                     conn.exec_driver_sql("RESET synchronous_commit")
                     conn.commit()
         with self.database.session_scope() as session:
-            from .digests import finish_if_done
+            from newsletter.editions.planning import finish_if_done
 
             finish_if_done(session, edition_id)
         return result

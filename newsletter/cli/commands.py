@@ -10,8 +10,8 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup
 
-from .config import Settings
-from .console import fail
+from newsletter.config import Settings
+from newsletter.cli.console import fail
 
 
 def settings() -> Settings:
@@ -20,7 +20,7 @@ def settings() -> Settings:
 
 
 def _create_app() -> Flask:
-    from . import create_app
+    from newsletter import create_app
 
     return create_app(_SETTINGS)
 
@@ -47,7 +47,7 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the schema to the newest revision (idempotent)."""
-    from .migrate import upgrade
+    from newsletter.migrate import upgrade
 
     try:
         revision = upgrade(settings().database_url)
@@ -66,8 +66,8 @@ def subscribers() -> None:
 @subscribers.command("stats")
 def subscribers_stats() -> None:
     """Print subscriber counts as `key: value` lines."""
-    from . import subscriptions
-    from .db import get_session
+    from newsletter.subscribers import subscriptions
+    from newsletter.db import get_session
 
     for key, value in subscriptions.stats(get_session()).items():
         click.echo(f"{key}: {value}")
@@ -79,11 +79,11 @@ def subscribers_import(file: Path) -> None:
     """Import a CSV (email, language, keywords, location, confirmed_at, consent_ip,
     consent_text). Rows with confirmed_at become confirmed; the others get a
     double-opt-in mail. Exit status 1 if any row was rejected."""
-    from .db import get_session
-    from .subscriber_import import CsvError, import_csv
-    from .web.extensions import enqueue_outbox_after_commit
+    from newsletter.db import get_session
+    from newsletter.subscribers.csv_import import CsvError, import_csv
+    from newsletter.web.extensions import enqueue_outbox_after_commit
 
-    from .listing_formats import FeedError, decode
+    from newsletter.listings.formats import FeedError, decode
 
     try:
         text = decode(file.read_bytes())  # the listings import's reading: same BOM and error
@@ -115,8 +115,8 @@ def subscribers_purge() -> None:
     past NEWSLETTER_FORMER_READER_RETENTION_DAYS, consent proof past
     NEWSLETTER_CONSENT_RETENTION_DAYS (to the end of that year), and the records of
     confirmation mails (30 days) and link mails (24 hours) that limit nothing any more."""
-    from . import subscriptions
-    from .db import get_session
+    from newsletter.subscribers import subscriptions
+    from newsletter.db import get_session
 
     session = get_session()
     s = settings()
@@ -156,12 +156,12 @@ def _queue_edition(edition_id: int) -> None:
 @click.option("--dry-run", is_flag=True, help="Show who and what an edition made now would cover; send nothing.")
 def digest_send(dry_run: bool) -> None:
     """Create an edition now (cut-off: now) and queue its delivery; prints `edition: ID`."""
-    from . import digests
-    from .db import get_session
+    from newsletter.editions import planning
+    from newsletter.db import get_session
 
     session = get_session()
     if dry_run:
-        preview = digests.preview(session, settings())
+        preview = planning.preview(session, settings())
         click.echo(f"recipients: {preview.recipients}")
         click.echo(f"listings: {len(preview.listings)}")
         tz = settings().tz
@@ -173,8 +173,8 @@ def digest_send(dry_run: bool) -> None:
             click.echo(f"{published}  {item.title}" + (f"  ({where})" if where else "") + f"  {item.url}")
         return
     try:
-        edition = digests.create_edition(session, settings(), "cli")
-    except digests.EditionError as exc:
+        edition = planning.create_edition(session, settings(), "cli")
+    except planning.EditionError as exc:
         session.rollback()
         fail(str(exc))
     session.commit()
@@ -188,11 +188,11 @@ def digest_send(dry_run: bool) -> None:
 @digest.command("tick")
 def digest_tick() -> None:
     """One scheduler check: create the current period's edition if due and missing."""
-    from . import digests
-    from .db import get_session
+    from newsletter.editions import planning
+    from newsletter.db import get_session
 
     session = get_session()
-    edition = digests.tick(session, settings())
+    edition = planning.tick(session, settings())
     session.commit()
     if edition is None:
         click.echo("edition: none due")
@@ -203,29 +203,29 @@ def digest_tick() -> None:
 
 
 def _print_status(edition_id: int | None) -> None:
-    from . import digests
-    from .db import get_session
-    from .models import Edition
+    from newsletter.editions import planning
+    from newsletter.db import get_session
+    from newsletter.models import Edition
 
     session = get_session()
-    edition = digests.get_edition(session, edition_id) if edition_id is not None else digests.latest(session)
+    edition = planning.get_edition(session, edition_id) if edition_id is not None else planning.latest(session)
     if edition is None:
         fail(f"no edition {edition_id}" if edition_id is not None else "no edition yet")
     click.echo(f"edition: {edition.id}")
     click.echo(f"state: {edition.state}")
-    for key, value in digests.counts(session, edition.id).items():
+    for key, value in planning.counts(session, edition.id).items():
         click.echo(f"{key}: {value}")
     click.echo(f"recipients: {edition.planned}")
     click.echo(f"listings: {edition.listing_count}")
     click.echo(f"created_at: {edition.created_at.isoformat()}Z")
     click.echo(f"trigger: {edition.trigger}")
-    count, last_error = digests.retrying(session, edition.id)
+    count, last_error = planning.retrying(session, edition.id)
     click.echo(f"retrying: {count}")
     if last_error:
         click.echo(f"last_error: {last_error}")
     from sqlalchemy import func, select
 
-    from .models import OperatorAlarm
+    from newsletter.models import OperatorAlarm
 
     since = select(OperatorAlarm).where(OperatorAlarm.at >= edition.created_at)
     alarms = session.scalar(select(func.count()).select_from(since.subquery())) or 0
@@ -243,13 +243,13 @@ def digest_status(edition_id: int | None) -> None:
 
 
 def _change_state(edition_id: int, action: str) -> None:
-    from . import digests
-    from .db import get_session
+    from newsletter.editions import planning
+    from newsletter.db import get_session
 
     session = get_session()
     try:
-        digests.set_state(session, edition_id, action)
-    except digests.EditionError as exc:
+        planning.set_state(session, edition_id, action)
+    except planning.EditionError as exc:
         fail(str(exc))
     session.commit()
     if action == "resume":
@@ -293,9 +293,9 @@ def listings_import(files: tuple[Path, ...]) -> None:
     its rows were checked. Exit status 1 if any row (or file) was rejected."""
     from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-    from . import listings as listings_domain
-    from .db import get_session
-    from .listing_formats import FeedError
+    from newsletter.listings import store as listings_domain
+    from newsletter.db import get_session
+    from newsletter.listings.formats import FeedError
 
     session = get_session()
     totals = listings_domain.ImportResult()
@@ -324,7 +324,7 @@ def listings_import(files: tuple[Path, ...]) -> None:
                     fail(f"{file}: a concurrent import collided twice; nothing of this file written")
             except SQLAlchemyError as exc:
                 session.rollback()
-                from .console import infrastructure_error
+                from newsletter.cli.console import infrastructure_error
 
                 reason = infrastructure_error(exc, settings()) or type(exc).__name__
                 fail(f"{file}: nothing of this file written: {reason}")
@@ -359,9 +359,9 @@ def api_token() -> None:
               help="What the token may do; repeat for both. Default: both.")
 def api_token_create(name: str, scopes: tuple[str, ...]) -> None:
     """Create a token called NAME and print it on the last line; it is shown only once."""
-    from . import api_tokens
-    from .db import get_session
-    from .validation import InvalidInput
+    from newsletter.operators import api_tokens
+    from newsletter.db import get_session
+    from newsletter.validation import InvalidInput
 
     session = get_session()
     try:
@@ -378,8 +378,8 @@ def api_token_list() -> None:
     """Every token: name, scopes, created, last used, revoked (never the token itself)."""
     from datetime import datetime
 
-    from . import api_tokens
-    from .db import get_session
+    from newsletter.operators import api_tokens
+    from newsletter.db import get_session
 
     def when(value: datetime | None) -> str:
         return value.isoformat(timespec="seconds") + "Z" if value is not None else "-"
@@ -394,8 +394,8 @@ def api_token_list() -> None:
 @click.argument("name")
 def api_token_revoke(name: str) -> None:
     """Revoke the active token called NAME; the API refuses it from then on."""
-    from . import api_tokens
-    from .db import get_session
+    from newsletter.operators import api_tokens
+    from newsletter.db import get_session
 
     session = get_session()
     count = api_tokens.revoke(session, name)
@@ -411,7 +411,7 @@ def api_token_revoke(name: str) -> None:
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
 def worker_command(burst: bool) -> None:
     """An RQ worker for all queues; re-queues unfinished work from the database at start."""
-    from .console import run_worker_command
+    from newsletter.cli.console import run_worker_command
 
     run_worker_command(settings(), burst)
 
@@ -419,7 +419,7 @@ def worker_command(burst: bool) -> None:
 @cli.command("scheduler")
 def scheduler_command() -> None:
     """The long-running periodic trigger: reconciler every minute, purge every hour."""
-    from .console import run_scheduler_command
+    from newsletter.cli.console import run_scheduler_command
 
     run_scheduler_command(settings())
 
@@ -428,14 +428,14 @@ def scheduler_command() -> None:
 @click.option("--port", default=5000, show_default=True)
 def demo_command(port: int) -> None:
     """Start web, worker, scheduler and a local mail inbox for a first look (make demo)."""
-    from .demo import run_demo
+    from newsletter.demo.run import run_demo
 
     run_demo(settings(), port)
 
 
 def run(validated: Settings, args: list[str]) -> None:
-    """Run the command group on validated settings (newsletter.console.main calls this)."""
-    from .console import run_group
+    """Run the command group on validated settings (newsletter.cli.console.main calls this)."""
+    from newsletter.cli.console import run_group
 
     global _SETTINGS
     _SETTINGS = validated
@@ -443,8 +443,8 @@ def run(validated: Settings, args: list[str]) -> None:
 
 
 def main() -> None:
-    """Console-script entry point (kept for `python -m newsletter.cli`)."""
-    from .console import main as console_main
+    """Console-script entry point (kept for `python -m newsletter.cli.commands`)."""
+    from newsletter.cli.console import main as console_main
 
     console_main()
 

@@ -19,7 +19,7 @@ from typing import NoReturn
 
 import click
 
-from .config import ConfigError, Settings, load_settings, mask_url
+from newsletter.config import ConfigError, Settings, load_settings, mask_url
 
 LIGHT_COMMANDS = ("worker", "scheduler")
 ENV_FILE_OPTIONS = ("-e", "--env-file")
@@ -172,9 +172,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args[at : at + 1] and args[at] in LIGHT_COMMANDS:
             run_group(light_group(settings), args[at:])
             return
-        from . import cli
+        from newsletter.cli import commands
 
-        cli.run(settings, args)
+        commands.run(settings, args)
     except Exception as exc:
         if isinstance(exc, OSError) and exc.errno == errno.EPIPE:
             # Whoever read our output went away (`| head`): end quietly, as click does.

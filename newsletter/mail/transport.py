@@ -19,7 +19,7 @@ import socket
 import ssl
 from types import TracebackType
 
-from .config import Settings
+from newsletter.config import Settings
 
 
 # Anything address-like: a local part (quoted or not), "@", and a domain, which may be

@@ -15,12 +15,12 @@ from datetime import timedelta
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from .config import Settings
-from .consent import LANGUAGES
-from .db import Database
-from .dkim_signing import signer_for
-from .mail import MailBuildError, Renderer, ascii_address, build_message, list_headers, verp_sender
-from .models import (
+from newsletter.config import Settings
+from newsletter.subscribers.consent import LANGUAGES
+from newsletter.db import Database
+from newsletter.mail.dkim import signer_for
+from newsletter.mail.compose import MailBuildError, Renderer, ascii_address, build_message, list_headers, verp_sender
+from newsletter.models import (
     ConsentEvent,
     OperatorAlarm,
     OutboxMessage,
@@ -30,8 +30,8 @@ from .models import (
     Suppression,
     utcnow,
 )
-from .tokens import tokens_for
-from .transport import (
+from newsletter.tokens import tokens_for
+from newsletter.mail.transport import (
     BounceError,
     PolicyError,
     SmtpTransport,

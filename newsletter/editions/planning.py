@@ -15,9 +15,9 @@ from sqlalchemy import DateTime, Integer, String, and_, case, func, insert, lite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import matching
-from .config import Settings
-from .models import (
+from newsletter.listings import matching
+from newsletter.config import Settings
+from newsletter.models import (
     Delivery,
     DeliveryStatus,
     Edition,

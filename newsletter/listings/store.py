@@ -36,9 +36,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .listing_formats import Record, parse_feed
-from .models import Listing, utcnow
-from .validation import InvalidInput
+from newsletter.listings.formats import Record, parse_feed
+from newsletter.models import Listing, utcnow
+from newsletter.validation import InvalidInput
 
 FEED_TIMEZONE = ZoneInfo("Europe/Berlin")
 MAX_ID = 100

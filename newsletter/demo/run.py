@@ -17,9 +17,9 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
-from .config import Settings, mask_url
-from .demo_inbox import start_server
-from .migrate import upgrade
+from newsletter.config import Settings, mask_url
+from newsletter.demo.inbox import start_server
+from newsletter.migrate import upgrade
 
 
 def _redis_answers(url: str) -> bool:
@@ -61,8 +61,8 @@ def _child_env(settings: Settings) -> dict[str, str]:
 
 
 def _seed(settings: Settings) -> None:
-    from .db import Database
-    from .demo_seed import add_demo_readers, load_sample_listings
+    from newsletter.db import Database
+    from newsletter.demo.seed import add_demo_readers, load_sample_listings
 
     database = Database(settings.database_url)
     try:
@@ -103,7 +103,7 @@ def run_demo(settings: Settings, port: int = 5000) -> None:
         hour=8, minute=0, second=0, microsecond=0, tzinfo=None)
     settings = replace(settings, digest_first=first.isoformat(timespec="minutes"))
     env = _child_env(settings)
-    exe = [sys.executable, "-m", "newsletter.console"]
+    exe = [sys.executable, "-m", "newsletter.cli.console"]
     commands = {
         "web": [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
                 "--access-logfile", "-", "newsletter:create_app()"],

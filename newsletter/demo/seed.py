@@ -10,10 +10,10 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .listing_formats import records_from_json
-from .listings import ImportResult, import_records
-from .models import ConsentEvent, Subscriber, SubscriberStatus, email_hash, utcnow
-from .paths import REPO_ROOT
+from newsletter.listings.formats import records_from_json
+from newsletter.listings.store import ImportResult, import_records
+from newsletter.models import ConsentEvent, Subscriber, SubscriberStatus, email_hash, utcnow
+from newsletter.paths import REPO_ROOT
 
 SAMPLE_FEED = REPO_ROOT / "data" / "listings-sample.json"
 

@@ -11,9 +11,10 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, case, delete, func, literal_column, or_, select, update
 from sqlalchemy.orm import Session
 
-from . import consent, outbox
-from .mailbox import lock_mailbox, mailbox_hash
-from .models import (
+from newsletter.subscribers import consent
+from newsletter.mail import outbox
+from newsletter.subscribers.mailbox import lock_mailbox, mailbox_hash
+from newsletter.models import (
     ConfirmationMail,
     ConsentEvent,
     LinkMail,
@@ -26,7 +27,7 @@ from .models import (
     new_public_id,
     utcnow,
 )
-from .validation import Preferences
+from newsletter.validation import Preferences
 
 # STANDARDS 28: confirmation mails per mailbox (every +tag and dot spelling of one inbox),
 # however often the form is sent: one a day, and three in a month.
@@ -382,7 +383,7 @@ def export(session: Session, sub: Subscriber) -> dict[str, Any]:
     """Everything held about `sub`'s address (STANDARDS 14): the subscription, the whole
     consent log (earlier, erased subscriptions of the address included), the mails and
     digests sent, and the suppression entry, as JSON-ready data."""
-    from .models import Delivery, Edition
+    from newsletter.models import Delivery, Edition
 
     events = session.scalars(
         select(ConsentEvent).where(ConsentEvent.email_hash == sub.email_hash).order_by(ConsentEvent.at, ConsentEvent.id)

@@ -23,8 +23,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .models import ApiToken, utcnow
-from .validation import InvalidInput, clean_text
+from newsletter.models import ApiToken, utcnow
+from newsletter.validation import InvalidInput, clean_text
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 MAX_NAME = 100

@@ -22,10 +22,10 @@ from email.utils import format_datetime, formataddr, parseaddr
 from functools import cached_property
 from urllib.parse import quote
 
-from .config import Settings
-from .dkim_signing import signer_for
-from .mail import Renderer, list_id_header, safe_header
-from .models import Listing
+from newsletter.config import Settings
+from newsletter.mail.dkim import signer_for
+from newsletter.mail.compose import Renderer, list_id_header, safe_header
+from newsletter.models import Listing
 
 PREFS, UNSUB = 0, 1  # the two reader slots: preferences link, unsubscribe link
 _SLOT_LETTERS = "pu"  # a marker is the render's stem and one of these

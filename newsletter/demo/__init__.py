@@ -1,0 +1,1 @@
+"""`make demo`: seed data, the built-in inbox, starting everything."""

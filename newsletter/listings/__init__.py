@@ -1,0 +1,1 @@
+"""Job listings: feed formats, validation and the store, matching a reader's search."""

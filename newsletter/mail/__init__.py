@@ -1,0 +1,1 @@
+"""Mail: composing from templates/email, digest rendering, DKIM, the SMTP transport, the send rate, the outbox."""

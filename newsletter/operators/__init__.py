@@ -1,0 +1,1 @@
+"""What operators hold: API tokens."""
