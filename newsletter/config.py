@@ -388,6 +388,60 @@ def load_settings(
     return validate(settings)
 
 
+@dataclass(frozen=True)
+class _Range:
+    """A number setting's allowed range; `above` makes `low` itself not allowed."""
+
+    name: str
+    low: float
+    high: float = NUMBER_MAX
+    above: bool = False
+
+    def holds(self, value: float) -> bool:
+        return (self.low < value if self.above else self.low <= value) and value <= self.high
+
+    def message(self, value: float) -> str:
+        low = f"more than {self.low:g}" if self.above else f"at least {self.low:g}"
+        if self.high == NUMBER_MAX:
+            return f"must be {low}, got {value:g}"
+        if not self.above:
+            return f"must be between {self.low:g} and {self.high:g}, got {value:g}"
+        return f"must be {low} and at most {self.high:g}, got {value:g}"
+
+
+_RANGES = (
+    _Range("smtp_port", 1, 65535),
+    # 0 would make every connection fail at once; an hour-long silence is a dead relay (and
+    # a send job that waits that long has long lost its lease to another worker).
+    _Range("smtp_timeout_seconds", 0, 3600, above=True),
+    _Range("digest_interval_days", 1),
+    _Range("send_lease_seconds", 5),
+    # 0 would retry a temporary failure at once, over and over, instead of backing off.
+    _Range("retry_base_seconds", 0, above=True),
+    # 0 would take every queued job for lost and queue it again on each reconcile.
+    _Range("requeue_after_seconds", 1),
+    _Range("confirm_max_age_hours", 0, above=True),
+    _Range("data_link_max_age_minutes", 0, 24 * 60, above=True),  # a day at most (STANDARDS 26)
+    _Range("former_reader_retention_days", 1),
+    _Range("unconfirmed_retention_days", 1),
+    # 0 would delete the proof of consent as soon as a subscription ends.
+    _Range("consent_retention_days", 1),
+    _Range("reconcile_interval_seconds", 1),
+    _Range("tick_interval_seconds", 1),
+    _Range("send_chunk_size", 1, 10_000),
+    _Range("digest_max_listings", 1, 200),
+    # The demo's inbox listens here and its mail goes here: 0 would be a random port nobody sends to.
+    _Range("demo_smtp_port", 1, 65535),
+)
+
+
+def _check_ranges(s: Settings) -> None:
+    for limit in _RANGES:
+        value = getattr(s, limit.name)
+        if not limit.holds(value):
+            raise ConfigError(f"{PREFIX}{limit.name.upper()}: {limit.message(value)}")
+
+
 def validate(settings: Settings) -> Settings:
     """Check every value; fill in the development secret key. Returns the final Settings."""
     s = settings
@@ -395,14 +449,7 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError(f"NEWSLETTER_ENV: expected one of {', '.join(ENVIRONMENTS)}, got {s.env!r}")
     _check_database_url(s.database_url)
     _check_redis_url(s.redis_url)
-    if not 1 <= s.smtp_port <= 65535:
-        raise ConfigError(f"NEWSLETTER_SMTP_PORT: must be between 1 and 65535, got {s.smtp_port}")
-    # 0 would make every connection fail at once; an hour-long silence is a dead relay (and
-    # a send job that waits that long has long lost its lease to another worker).
-    if not 0 < s.smtp_timeout_seconds <= 3600:
-        raise ConfigError(
-            f"NEWSLETTER_SMTP_TIMEOUT_SECONDS: must be more than 0 and at most 3600, got {s.smtp_timeout_seconds:g}"
-        )
+    _check_ranges(s)
     if s.smtp_security not in SECURITY_MODES:
         raise ConfigError(
             f"NEWSLETTER_SMTP_SECURITY: expected one of {', '.join(SECURITY_MODES)}, got {s.smtp_security!r}"
@@ -432,36 +479,7 @@ def validate(settings: Settings) -> Settings:
         ) from None
     if first.tzinfo is not None:
         raise ConfigError("NEWSLETTER_DIGEST_FIRST: give a local time without offset; NEWSLETTER_TIMEZONE sets the zone")
-    if s.digest_interval_days < 1:
-        raise ConfigError("NEWSLETTER_DIGEST_INTERVAL_DAYS: must be at least 1")
-    if s.send_lease_seconds < 5:
-        raise ConfigError("NEWSLETTER_SEND_LEASE_SECONDS: must be at least 5")
-    # 0 would retry a temporary failure at once, over and over, instead of backing off.
-    if s.retry_base_seconds <= 0:
-        raise ConfigError("NEWSLETTER_RETRY_BASE_SECONDS: must be more than 0")
-    # 0 would take every queued job for lost and queue it again on each reconcile.
-    if s.requeue_after_seconds < 1:
-        raise ConfigError("NEWSLETTER_REQUEUE_AFTER_SECONDS: must be at least 1")
-    if s.confirm_max_age_hours <= 0:
-        raise ConfigError("NEWSLETTER_CONFIRM_MAX_AGE_HOURS: must be more than 0")
-    if not 0 < s.data_link_max_age_minutes <= 24 * 60:
-        raise ConfigError("NEWSLETTER_DATA_LINK_MAX_AGE_MINUTES: must be more than 0 and at most 1440 (a day)")
-    if s.former_reader_retention_days < 1:
-        raise ConfigError("NEWSLETTER_FORMER_READER_RETENTION_DAYS: must be at least 1")
-    if s.unconfirmed_retention_days < 1:
-        raise ConfigError("NEWSLETTER_UNCONFIRMED_RETENTION_DAYS: must be at least 1")
-    # 0 would delete the proof of consent as soon as a subscription ends.
-    if s.consent_retention_days < 1:
-        raise ConfigError("NEWSLETTER_CONSENT_RETENTION_DAYS: must be at least 1")
     _check_rate_limit("NEWSLETTER_SIGNUP_RATE_LIMIT", s.signup_rate_limit)
-    if s.reconcile_interval_seconds < 1:
-        raise ConfigError("NEWSLETTER_RECONCILE_INTERVAL_SECONDS: must be at least 1 second")
-    if s.tick_interval_seconds < 1:
-        raise ConfigError("NEWSLETTER_TICK_INTERVAL_SECONDS: must be at least 1 second")
-    if not 1 <= s.send_chunk_size <= 10_000:
-        raise ConfigError("NEWSLETTER_SEND_CHUNK_SIZE: must be between 1 and 10000")
-    if not 1 <= s.digest_max_listings <= 200:
-        raise ConfigError("NEWSLETTER_DIGEST_MAX_LISTINGS: must be between 1 and 200")
     for name, url in (("NEWSLETTER_BOARD_URL", s.board_url), ("NEWSLETTER_BOARD_SEARCH_URL", s.board_search_url)):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -481,9 +499,6 @@ def validate(settings: Settings) -> Settings:
     s = replace(s, privacy_url=_ascii_url("NEWSLETTER_PRIVACY_URL", s.privacy_url))
     if not s.impressum.strip():
         raise ConfigError("NEWSLETTER_IMPRESSUM: the operator's Impressum is required (DDG §5)")
-    # The demo's inbox listens here and its mail goes here: 0 would be a random port nobody sends to.
-    if not 1 <= s.demo_smtp_port <= 65535:
-        raise ConfigError(f"NEWSLETTER_DEMO_SMTP_PORT: must be between 1 and 65535, got {s.demo_smtp_port}")
 
     if s.is_production:
         if not s.secret_key:

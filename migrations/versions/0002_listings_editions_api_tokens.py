@@ -1,4 +1,4 @@
-"""issue3
+"""Listings, editions and their deliveries, API tokens
 
 Revision ID: 0002
 Revises: 0001
