@@ -75,6 +75,21 @@ def _next(reader, line: int) -> list[str] | None:  # type: ignore[no-untyped-def
         raise CsvError(f"line {line}: not valid CSV: {exc}") from None
 
 
+@dataclass(frozen=True)
+class ImportRow:
+    """One row that passed validation, before anything is saved."""
+
+    line: int
+    email: str
+    hashed: str
+    language: str
+    keywords: str
+    location: str
+    confirmed_at: datetime | None
+    ip: str | None
+    wording: str
+
+
 def import_csv(session: Session, text: str, source: str = "import") -> ImportReport:
     """Import the CSV `text`; the caller commits and then queues report.outbox_ids."""
     report = ImportReport()
@@ -82,19 +97,9 @@ def import_csv(session: Session, text: str, source: str = "import") -> ImportRep
         raise CsvError("the file is empty")
     reader = csv.reader(io.StringIO(text))
     columns = [c.strip() for c in _next(reader, 1) or []]
-    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-    if missing:
-        report.rejected.append(f"line 1: missing column(s) {', '.join(missing)}")
-        return report
-    # A misspelt "confirmd_at" would quietly turn a confirmed list into thousands of
-    # confirmation mails: a header we do not know stops the file.
-    unknown = [c for c in columns if c not in KNOWN_COLUMNS]
-    if unknown:
-        report.rejected.append(f"line 1: unknown column(s) {', '.join(map(repr, unknown))}; known: {', '.join(KNOWN_COLUMNS)}")
-        return report
-    twice = sorted({c for c in columns if columns.count(c) > 1})
-    if twice:
-        report.rejected.append(f"line 1: column(s) {', '.join(twice)} given twice")
+    problem = _header_problem(columns)
+    if problem:
+        report.rejected.append(f"line 1: {problem}")
         return report
     seen: set[str] = set()
     while True:
@@ -106,63 +111,88 @@ def import_csv(session: Session, text: str, source: str = "import") -> ImportRep
             break
         if not values:  # a blank line, skipped as csv.DictReader does
             continue
-        row = dict(zip(columns, values))  # extra values are ignored, missing ones are empty
         try:
-            email = clean_email(row.get("email"))
-            hashed = email_hash(email)
-            if hashed in seen:
-                raise InvalidInput("email", "email: appears twice in this file")
-            seen.add(hashed)
-            language = clean_language(row.get("language", "").strip() or None)
-            keywords = clean_text("keywords", row.get("keywords"), 200)
-            location = clean_text("location", row.get("location"), 100)
-            confirmed_raw = row.get("confirmed_at", "").strip()
-            confirmed_at = _parse_time(confirmed_raw) if confirmed_raw else None
-            ip = _parse_ip(row.get("consent_ip", ""))
-            wording = clean_text("consent_text", row.get("consent_text"), 2000)
-            if confirmed_at is not None:
-                # The consent record is time, IP and wording together (README); a row
-                # without all three cannot prove an opt-in, so it is not taken as one.
-                absent = [name for name, value in (("consent_ip", ip), ("consent_text", wording)) if not value]
-                if absent:
-                    raise InvalidInput(absent[0], f"{', '.join(absent)}: required with confirmed_at (the proof of consent)")
+            item = _clean_row(line, dict(zip(columns, values)), seen)  # extra values ignored, missing ones empty
         except InvalidInput as exc:
             report.rejected.append(f"line {line}: {exc}")
             continue
-        if session.get(Suppression, hashed) is not None:
-            report.rejected.append(f"line {line}: email: suppressed (bounced, complained, unsubscribed or erased)")
-            continue
-        existing = session.query(Subscriber.status).filter(Subscriber.email_hash == hashed).first()
-        if existing is not None:
-            report.skipped.append(f"line {line}: skipped: already a subscriber ({existing.status}), left as it is")
-            continue
-        status = SubscriberStatus.CONFIRMED if confirmed_at else SubscriberStatus.PENDING
-        now = utcnow()
-        sub = Subscriber(
-            email=email, email_hash=hashed, language=language, keywords=keywords, location=location,
-            status=status, created_at=confirmed_at or now, confirmed_at=confirmed_at,
-            confirmation_sent_at=None if confirmed_at else now, pending_since=None if confirmed_at else now,
-        )
-        session.add(sub)
-        session.flush()
-        if confirmed_at is not None:
-            session.add(
-                ConsentEvent(
-                    subscriber_public_id=sub.public_id, email_hash=hashed, event="imported",
-                    at=confirmed_at, ip=ip, consent_text=wording, channel="import",
-                    consent_version="imported", detail={"source": source, "imported_at": now.isoformat() + "Z"},
-                )
-            )
-            report.confirmed += 1
-        else:
-            session.add(
-                ConsentEvent(
-                    subscriber_public_id=sub.public_id, email_hash=hashed, event="signup", at=now,
-                    ip=ip, consent_text=wording or None, channel="import", detail={"source": source},
-                )
-            )
-            # Counted in the mailbox's budget, so that the form cannot mail it again today.
-            session.add(ConfirmationMail(mailbox_hash=mailbox_hash(email), sent_at=now))
-            report.outbox_ids.append(outbox.add_message(session, sub, outbox.CONFIRM).id)
-            report.pending += 1
+        _save(session, item, report, source)
     return report
+
+
+def _header_problem(columns: list[str]) -> str | None:
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        return f"missing column(s) {', '.join(missing)}"
+    # A misspelt "confirmd_at" would quietly turn a confirmed list into thousands of
+    # confirmation mails: a header we do not know stops the file.
+    unknown = [c for c in columns if c not in KNOWN_COLUMNS]
+    if unknown:
+        return f"unknown column(s) {', '.join(map(repr, unknown))}; known: {', '.join(KNOWN_COLUMNS)}"
+    twice = sorted({c for c in columns if columns.count(c) > 1})
+    if twice:
+        return f"column(s) {', '.join(twice)} given twice"
+    return None
+
+
+def _clean_row(line: int, row: dict[str, str], seen: set[str]) -> ImportRow:
+    """The row's values checked, or InvalidInput naming the first bad one."""
+    email = clean_email(row.get("email"))
+    hashed = email_hash(email)
+    if hashed in seen:
+        raise InvalidInput("email", "email: appears twice in this file")
+    seen.add(hashed)
+    confirmed_raw = row.get("confirmed_at", "").strip()
+    item = ImportRow(
+        line=line, email=email, hashed=hashed,
+        language=clean_language(row.get("language", "").strip() or None),
+        keywords=clean_text("keywords", row.get("keywords"), 200),
+        location=clean_text("location", row.get("location"), 100),
+        confirmed_at=_parse_time(confirmed_raw) if confirmed_raw else None,
+        ip=_parse_ip(row.get("consent_ip", "")),
+        wording=clean_text("consent_text", row.get("consent_text"), 2000),
+    )
+    if item.confirmed_at is not None:
+        # The consent record is time, IP and wording together (README); a row without all
+        # three cannot prove an opt-in, so it is not taken as one.
+        absent = [name for name, value in (("consent_ip", item.ip), ("consent_text", item.wording)) if not value]
+        if absent:
+            raise InvalidInput(absent[0], f"{', '.join(absent)}: required with confirmed_at (the proof of consent)")
+    return item
+
+
+def _save(session: Session, item: ImportRow, report: ImportReport, source: str) -> None:
+    """Add the row as a subscriber with its consent event, unless the address is suppressed
+    or already here (then it is named in the report and nothing changes)."""
+    if session.get(Suppression, item.hashed) is not None:
+        report.rejected.append(f"line {item.line}: email: suppressed (bounced, complained, unsubscribed or erased)")
+        return
+    existing = session.query(Subscriber.status).filter(Subscriber.email_hash == item.hashed).first()
+    if existing is not None:
+        report.skipped.append(f"line {item.line}: skipped: already a subscriber ({existing.status}), left as it is")
+        return
+    confirmed_at, now = item.confirmed_at, utcnow()
+    sub = Subscriber(
+        email=item.email, email_hash=item.hashed, language=item.language, keywords=item.keywords,
+        location=item.location, status=SubscriberStatus.CONFIRMED if confirmed_at else SubscriberStatus.PENDING,
+        created_at=confirmed_at or now, confirmed_at=confirmed_at,
+        confirmation_sent_at=None if confirmed_at else now, pending_since=None if confirmed_at else now,
+    )
+    session.add(sub)
+    session.flush()
+    if confirmed_at is not None:
+        session.add(ConsentEvent(
+            subscriber_public_id=sub.public_id, email_hash=item.hashed, event="imported", at=confirmed_at,
+            ip=item.ip, consent_text=item.wording, channel="import", consent_version="imported",
+            detail={"source": source, "imported_at": now.isoformat() + "Z"},
+        ))
+        report.confirmed += 1
+        return
+    session.add(ConsentEvent(
+        subscriber_public_id=sub.public_id, email_hash=item.hashed, event="signup", at=now,
+        ip=item.ip, consent_text=item.wording or None, channel="import", detail={"source": source},
+    ))
+    # Counted in the mailbox's budget, so that the form cannot mail it again today.
+    session.add(ConfirmationMail(mailbox_hash=mailbox_hash(item.email), sent_at=now))
+    report.outbox_ids.append(outbox.add_message(session, sub, outbox.CONFIRM).id)
+    report.pending += 1
