@@ -6,8 +6,8 @@ from __future__ import annotations
 import sys
 
 from newsletter import create_app
+from newsletter.cli.errors import infrastructure_error
 from newsletter.config import ConfigError
-from newsletter.cli.console import infrastructure_error
 
 # gunicorn boots a new worker for one that exits with any other status, several times a
 # second and for good; on this one (its APP_LOAD_ERROR) it stops, and so does the service.

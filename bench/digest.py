@@ -5,7 +5,7 @@ What is measured
     1. Pipeline throughput with one real `newsletter worker` process (RQ, running the
        chunk jobs in-process): from the moment the edition is created (window, variants,
        set-based planning, commit, queueing the chunk jobs: planning.create_edition and
-       jobs.queue_edition, as `newsletter digest send` calls them) until the SMTP sink has
+       queueing.queue_edition, as `newsletter digest send` calls them) until the SMTP sink has
        received the last message. The worker is started and idle before the clock starts,
        as a production worker is. N confirmed readers (default 5,000) over ~50 distinct
        (keywords, location) preference sets, 200 German listings in the window, German and
@@ -319,9 +319,9 @@ def send_edition(settings: Any, sink: digest_sink.Sink, min_rate: float,
 
     from newsletter.editions import planning
     from newsletter.models import Edition, EditionVariant
-    from worker import context, jobs
+    from newsletter import job_context, queueing
 
-    ctx = context.configure(settings)  # before the clock: the CLI has this ready too
+    ctx = job_context.configure(settings)  # before the clock: the CLI has this ready too
     worker_meter, sink_meter = CpuMeter(worker_pids), CpuMeter([sink.pid])
     try:
         worker_before, sink_before = worker_meter.seconds(), sink_meter.seconds()
@@ -330,7 +330,8 @@ def send_edition(settings: Any, sink: digest_sink.Sink, min_rate: float,
             edition = planning.create_edition(session, settings, "bench")
             edition_id, planned = edition.id, edition.planned
         planned_at = time.monotonic()
-        jobs.queue_edition(edition_id)
+        with ctx.database.session_scope() as session:
+            queueing.queue_edition(session, ctx.redis, edition_id, settings.send_chunk_size)
         arrived = sink.wait_for(planned, start + 60 + planned / min_rate)
         end = sink.last_at if arrived else time.monotonic()
         run = EditionRun(planned, 0, planned_at - start, end - start, sink.count)

@@ -62,17 +62,18 @@ def profile(settings: object, sink: digest_sink.Sink, args: argparse.Namespace) 
     from rq import SimpleWorker
 
     from newsletter.editions import planning
-    from worker import context, jobs, queues
+    from newsletter import job_context, queueing
 
-    ctx = context.configure(settings)  # type: ignore[arg-type]
+    ctx = job_context.configure(settings)  # type: ignore[arg-type]
     profiler = cProfile.Profile()
     start = time.monotonic()
     profiler.enable()
     with ctx.database.session_scope() as session:
         edition = planning.create_edition(session, settings, "bench")  # type: ignore[arg-type]
         edition_id, planned = edition.id, edition.planned
-    jobs.queue_edition(edition_id)
-    SimpleWorker(list(queues.ALL), connection=ctx.redis).work(burst=True, with_scheduler=False, logging_level="WARNING")
+    with ctx.database.session_scope() as session:
+        queueing.queue_edition(session, ctx.redis, edition_id, settings.send_chunk_size)  # type: ignore[attr-defined]
+    SimpleWorker(list(queueing.ALL), connection=ctx.redis).work(burst=True, with_scheduler=False, logging_level="WARNING")
     profiler.disable()
     arrived = sink.wait_for(planned, time.monotonic() + 30)
     seconds = sink.last_at - start

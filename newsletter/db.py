@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -50,6 +50,11 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def ping(session: Session) -> None:
+    """Ask the database for an answer (GET /healthz); raises SQLAlchemyError without one."""
+    session.execute(text("SELECT 1"))
 
 
 def _sqlite_begin_immediate(connection: Any) -> None:

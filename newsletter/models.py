@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     JSON,
@@ -45,13 +46,25 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-class SubscriberStatus:
+# Statuses are StrEnums on plain String columns, not sqlalchemy.Enum: the schema and the
+# stored values stay as they were, and a value read back (a plain str) still compares equal
+# to its member. Iterating an enum gives all its values (what the old ALL tuples held).
+
+
+class SubscriberStatus(StrEnum):
     PENDING = "pending"
     CONFIRMED = "confirmed"
     UNSUBSCRIBED = "unsubscribed"
     BOUNCED = "bounced"
     COMPLAINED = "complained"
-    ALL = (PENDING, CONFIRMED, UNSUBSCRIBED, BOUNCED, COMPLAINED)
+
+
+class ConfirmResult(StrEnum):
+    """What confirming a subscriber came to (subscriptions.confirm)."""
+
+    CONFIRMED = "confirmed"
+    ALREADY = "already"  # confirmed before: the link was clicked again
+    INVALID = "invalid"  # no longer pending (left, bounced, complained) or hard-suppressed
 
 
 class Subscriber(Base):
@@ -103,6 +116,19 @@ class ConsentEvent(Base):
     detail: Mapped[dict[str, object] | None] = mapped_column(JSON)
 
 
+class SuppressionReason(StrEnum):
+    UNSUBSCRIBED = "unsubscribed"
+    ERASED = "erased"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+# Never mail again, whatever the address does later (a new signup, a confirmation click):
+# the mailbox refused us or its owner called us spam. The subscriber statuses of the same
+# names mean the same (their values are equal).
+HARD_SUPPRESSIONS = (SuppressionReason.BOUNCED, SuppressionReason.COMPLAINED)
+
+
 class Suppression(Base):
     """Addresses never to be mailed by accident (erased, bounced, complained, unsubscribed)."""
 
@@ -113,7 +139,7 @@ class Suppression(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
-class OutboxStatus:
+class OutboxStatus(StrEnum):
     PENDING = "pending"  # waiting to be (re)tried at next_attempt_at
     SENDING = "sending"  # claimed by a worker until lease_until
     SENT = "sent"
@@ -221,7 +247,7 @@ class ConfirmationMail(Base):
     __table_args__ = (Index("ix_confirmation_mails_mailbox", "mailbox_hash", "sent_at"),)
 
 
-class EditionState:
+class EditionState(StrEnum):
     SENDING = "sending"
     PAUSED = "paused"
     CANCELLED = "cancelled"
@@ -265,14 +291,17 @@ class EditionVariant(Base):
     __table_args__ = (Index("ix_edition_variants_match", "edition_id", "keywords", "location"),)
 
 
-class DeliveryStatus:
+class DeliveryStatus(StrEnum):
     PENDING = "pending"
     SENDING = "sending"
     SENT = "sent"
     FAILED = "failed"
     BOUNCED = "bounced"
     CANCELLED = "cancelled"  # the reader left before their turn, or the edition was cancelled
-    OPEN = (PENDING, SENDING)
+
+
+# Deliveries still to be sent (or being sent): what keeps an edition from being done.
+OPEN_DELIVERIES = (DeliveryStatus.PENDING, DeliveryStatus.SENDING)
 
 
 class Delivery(Base):

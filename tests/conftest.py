@@ -190,16 +190,16 @@ def drain(settings: Settings) -> Iterator[Any]:
     """Run a real RQ worker (in-process, burst) over all queues until they are empty."""
     from rq import SimpleWorker
 
-    from worker import context, queues
+    from newsletter import job_context, queueing
 
-    ctx = context.configure(settings)
+    ctx = job_context.configure(settings)
 
     def run(with_reconcile: bool = True) -> None:
         if with_reconcile:
             from worker import jobs
 
             jobs.reconcile()
-        worker = SimpleWorker(list(queues.ALL), connection=ctx.redis)
+        worker = SimpleWorker(list(queueing.ALL), connection=ctx.redis)
         worker.work(burst=True, with_scheduler=False)
 
     yield run

@@ -111,6 +111,21 @@ def time_passes(database, days: float) -> None:
                     session.execute(table.update().where(and_(*(k == row._mapping[k] for k in keys))).values(values))
 
 
+def queue_edition(settings, edition_id: int) -> int:  # type: ignore[no-untyped-def]
+    """Queue an edition's send jobs as `newsletter digest send` does after its commit: a
+    session and a Redis client of these settings, given to queueing.queue_edition."""
+    from newsletter import queueing
+    from newsletter.db import Database
+    from newsletter.job_context import redis_from_settings
+
+    database = Database(settings.database_url)
+    try:
+        with database.session_scope() as session, redis_from_settings(settings) as redis:
+            return queueing.queue_edition(session, redis, edition_id, settings.send_chunk_size)
+    finally:
+        database.dispose()
+
+
 # -- DKIM: a key of the test's own, and the check of STANDARDS 7 ----------------------------
 
 class DkimKey:

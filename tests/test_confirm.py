@@ -163,13 +163,13 @@ def test_welcome_mail_is_dkim_signed_over_the_list_headers(client, smtp, setting
     """STANDARDS 7 holds for every mail with List-Unsubscribe, not only the digest."""
     from rq import SimpleWorker
 
-    from worker import context, queues
+    from newsletter import job_context, queueing
 
     key = DkimKey(tmp_path)
-    ctx = context.configure(key.settings(settings))  # the worker signs; the web app needs no key
+    ctx = job_context.configure(key.settings(settings))  # the worker signs; the web app needs no key
     try:
         assert client.post(confirm_path).status_code == 200
-        SimpleWorker(list(queues.ALL), connection=ctx.redis).work(burst=True, with_scheduler=False)
+        SimpleWorker(list(queueing.ALL), connection=ctx.redis).work(burst=True, with_scheduler=False)
     finally:
         ctx.database.dispose()
     [_, welcome] = smtp.to(EMAIL)

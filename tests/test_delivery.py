@@ -128,14 +128,14 @@ def test_a_mail_that_cannot_be_built_is_retried_with_an_alarm_not_crashed_on(set
     from rq import SimpleWorker
 
     from tests.helpers import DkimKey
-    from worker import context, queues
+    from newsletter import job_context, queueing
 
     key = DkimKey(tmp_path)
     own = key.settings(settings)
-    app, ctx = create_app(own), context.configure(own)
+    app, ctx = create_app(own), job_context.configure(own)
     try:
         def work() -> None:
-            SimpleWorker(list(queues.ALL), connection=ctx.redis).work(burst=True, with_scheduler=False)
+            SimpleWorker(list(queueing.ALL), connection=ctx.redis).work(burst=True, with_scheduler=False)
 
         key.file.unlink()
         for address in ("reader@example.org", "second@example.org"):
@@ -152,11 +152,11 @@ def test_a_mail_that_cannot_be_built_is_retried_with_an_alarm_not_crashed_on(set
         deadline = time.monotonic() + 30
         while not smtp.messages and time.monotonic() < deadline:
             time.sleep(0.5)  # the retry waits in RQ's scheduler, run by a burst worker at its start
-            SimpleWorker(list(queues.ALL), connection=ctx.redis).work(burst=True, with_scheduler=True)
+            SimpleWorker(list(queueing.ALL), connection=ctx.redis).work(burst=True, with_scheduler=True)
         deadline = time.monotonic() + 30
         while len(smtp.messages) < 2 and time.monotonic() < deadline:
             time.sleep(0.5)
-            SimpleWorker(list(queues.ALL), connection=ctx.redis).work(burst=True, with_scheduler=True)
+            SimpleWorker(list(queueing.ALL), connection=ctx.redis).work(burst=True, with_scheduler=True)
         assert sorted(m.rcpt_tos[0] for m in smtp.messages) == ["reader@example.org", "second@example.org"]
     finally:
         app.extensions["newsletter_db"].dispose()
@@ -172,11 +172,12 @@ def test_relay_without_smtputf8_fails_cleanly_for_a_non_ascii_local_part(setting
         signup(client, "kunde@bücher.de")
         from rq import SimpleWorker
 
-        from worker import context, jobs, queues
+        from newsletter import job_context, queueing
+        from worker import jobs
 
-        ctx = context.configure(own)
+        ctx = job_context.configure(own)
         jobs.reconcile()
-        SimpleWorker(list(queues.ALL), connection=ctx.redis).work(burst=True)
+        SimpleWorker(list(queueing.ALL), connection=ctx.redis).work(burst=True)
         ctx.database.dispose()
         rows = outbox_rows(database)
         assert [r.status for r in rows] == ["failed", "sent"]
@@ -191,15 +192,15 @@ def test_relay_without_smtputf8_fails_cleanly_for_a_non_ascii_local_part(setting
 
 def test_unreachable_relay_is_retried_then_given_up(settings, database, client, drain):
     closed = replace(settings, smtp_port=free_port(), retry_give_up_seconds=0.5)
-    from worker import context, jobs
+    from newsletter import job_context, queueing
 
-    context.configure(closed)
+    job_context.configure(closed)
     signup(client, "nobody-home@example.org")
-    jobs.send_outbox(outbox_rows(database)[0].id)
+    queueing.send_outbox(outbox_rows(database)[0].id)
     [row] = outbox_rows(database)
     assert row.status == "pending" and "cannot reach" in (row.last_error or "")
     time.sleep(0.6)
-    jobs.send_outbox(row.id)
+    queueing.send_outbox(row.id)
     [row] = outbox_rows(database)
     assert row.status == "failed" and row.last_error.startswith("gave up after 2 tries")
 

@@ -26,7 +26,7 @@ from newsletter.models import (
     utcnow,
 )
 from tests.conftest import make_settings
-from tests.helpers import DkimKey
+from tests.helpers import DkimKey, queue_edition
 
 
 def add_listing(session, n: int, title: str, *, location: str = "Berlin", hours_ago: float = 1,
@@ -45,12 +45,12 @@ def add_reader(session, address: str, keywords: str = "", location: str = "", la
 
 
 def send_now(database, settings, drain, trigger: str = "test") -> int:
-    from worker import context, jobs
+    from newsletter import job_context
 
     with database.session_scope() as session:
         edition_id = planning.create_edition(session, settings, trigger).id
-    context.configure(settings)
-    jobs.queue_edition(edition_id)
+    job_context.configure(settings)  # the jobs drain() runs send with these settings
+    queue_edition(settings, edition_id)
     drain()
     return edition_id
 
@@ -324,8 +324,6 @@ def test_digests_that_cannot_be_built_wait_for_a_retry_with_one_alarm(database, 
 
 
 def test_reader_who_left_before_their_turn_gets_nothing(database, settings, smtp, drain):
-    from worker import context, jobs
-
     with database.session_scope() as session:
         add_listing(session, 1, "Werkstudent*in Marketing")
         add_reader(session, "stays@example.org")
@@ -334,15 +332,12 @@ def test_reader_who_left_before_their_turn_gets_nothing(database, settings, smtp
         edition_id = planning.create_edition(session, settings, "test").id
     with database.session_scope() as session:
         session.scalar(select(Subscriber).where(Subscriber.email == "leaves@example.org")).status = "unsubscribed"
-    context.configure(settings)
-    jobs.queue_edition(edition_id)
+    queue_edition(settings, edition_id)
     drain()
     assert [m.rcpt_tos[0] for m in smtp.messages] == ["stays@example.org"]
 
 
 def test_pause_resume_and_cancel(database, settings, smtp, drain):
-    from worker import context, jobs
-
     with database.session_scope() as session:
         add_listing(session, 1, "Projektmanager:in Energiewende")
         for n in range(5):
@@ -350,13 +345,12 @@ def test_pause_resume_and_cancel(database, settings, smtp, drain):
     with database.session_scope() as session:
         edition_id = planning.create_edition(session, settings, "test").id
         planning.set_state(session, edition_id, "pause")
-    context.configure(settings)
-    jobs.queue_edition(edition_id)
+    queue_edition(settings, edition_id)
     drain()
     assert smtp.messages == []
     with database.session_scope() as session:
         planning.set_state(session, edition_id, "resume")
-    jobs.queue_edition(edition_id)
+    queue_edition(settings, edition_id)
     drain()
     assert len(smtp.messages) == 5
     with database.session_scope() as session:
@@ -370,7 +364,7 @@ def test_pause_resume_and_cancel(database, settings, smtp, drain):
     with database.session_scope() as session:
         cancelled = planning.create_edition(session, settings, "test").id
         planning.set_state(session, cancelled, "cancel")
-    jobs.queue_edition(cancelled)
+    queue_edition(settings, cancelled)
     drain()
     assert smtp.messages == []
     with database.session_scope() as session:

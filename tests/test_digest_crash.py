@@ -20,6 +20,7 @@ from sqlalchemy import select
 from newsletter.editions import planning
 from newsletter.models import Edition, Listing, Subscriber, email_hash, utcnow
 from tests.conftest import env_for
+from tests.helpers import queue_edition
 from tests.processes import kill_tree, start, stop
 
 NEWSLETTER = str(Path(sys.executable).parent / "newsletter")
@@ -57,13 +58,6 @@ def slow_sink(smtp, seconds: float) -> None:  # type: ignore[no-untyped-def]
 
 
 
-def queue(settings, edition_id: int) -> None:
-    from worker import context, jobs
-
-    context.configure(settings)
-    jobs.queue_edition(edition_id)
-
-
 def wait_for_state(database, edition_id: int, state: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -82,7 +76,7 @@ def received(smtp) -> Counter[str]:  # type: ignore[no-untyped-def]
 def test_three_workers_share_an_edition_and_a_sigkill_loses_nobody(settings, database, smtp, edition):
     own = replace(settings, send_lease_seconds=5, send_chunk_size=20, reconcile_interval_seconds=1)
     slow_sink(smtp, 0.01)
-    queue(own, edition)
+    queue_edition(own, edition)
     workers = [start(own, "worker") for _ in range(3)]
     scheduler = start(own, "scheduler")  # its reconciler takes over the killed worker's chunk
     try:
@@ -105,7 +99,7 @@ def test_three_workers_share_an_edition_and_a_sigkill_loses_nobody(settings, dat
 def test_redis_flushed_mid_send_the_reconciler_finishes_the_edition(settings, database, smtp, edition, redis_conn):
     own = replace(settings, send_chunk_size=20, reconcile_interval_seconds=1, requeue_after_seconds=1)
     slow_sink(smtp, 0.01)
-    queue(own, edition)
+    queue_edition(own, edition)
     worker = start(own, "worker")
     try:
         deadline = time.monotonic() + 60
@@ -129,17 +123,18 @@ def test_a_worker_killed_between_taking_a_chunk_and_starting_it_loses_nobody(set
     killed in between leaves the job's hash saying "queued" while no queue holds it."""
     from rq import SimpleWorker
 
-    from worker import context, jobs, queues
+    from newsletter import job_context, queueing
+    from worker import jobs
 
     own = replace(settings, send_chunk_size=20)
-    queue(own, edition)
+    queue_edition(own, edition)
     # What the killed worker's BLPOP did: the first chunk's job is off the queue, unstarted.
-    taken = redis_conn.lpop(f"rq:queue:{queues.DIGEST}")
-    assert taken == queues.chunk_job_id(edition, 1).encode()
-    ctx = context.configure(own)
+    taken = redis_conn.lpop(f"rq:queue:{queueing.DIGEST}")
+    assert taken == queueing.chunk_job_id(edition, 1).encode()
+    ctx = job_context.configure(own)
     try:
         jobs.reconcile()
-        SimpleWorker(list(queues.ALL), connection=ctx.redis).work(burst=True, with_scheduler=False)
+        SimpleWorker(list(queueing.ALL), connection=ctx.redis).work(burst=True, with_scheduler=False)
     finally:
         ctx.database.dispose()
     counts = received(smtp)
@@ -152,7 +147,7 @@ def test_relay_answering_451_for_a_while_then_everything_arrives_once(settings, 
     own = replace(settings, retry_base_seconds=0.5, send_chunk_size=40)
     until = time.monotonic() + 3
     smtp.handler.rcpt_reply = lambda address: "451 4.7.1 try again later" if time.monotonic() < until else None
-    queue(own, edition)
+    queue_edition(own, edition)
     worker = start(own, "worker")  # RQ's scheduler in the worker runs the delayed retries
     try:
         wait_for_state(database, edition, "done", timeout=180)

@@ -12,6 +12,7 @@ from newsletter.editions import planning
 from newsletter.mail.digest import DigestComposer, SlotMismatch
 from newsletter.models import Listing, Subscriber, email_hash, utcnow
 from newsletter.tokens import tokens_for
+from tests.helpers import queue_edition
 
 # What a listing could carry to catch a reader's link: the markers this service once used,
 # template syntax, and the merge tags of other mailers.
@@ -40,8 +41,6 @@ def _reader(session, address: str) -> None:
 
 @pytest.mark.slow
 def test_listing_text_never_receives_a_readers_tokens(database, settings, smtp, drain):
-    from worker import context, jobs
-
     with database.session_scope() as session:
         _hostile_listings(session)
         _reader(session, "de-reader@example.org")
@@ -49,8 +48,7 @@ def test_listing_text_never_receives_a_readers_tokens(database, settings, smtp, 
     with database.session_scope() as session:
         edition_id = planning.create_edition(session, settings, "test").id
         readers = {s.email: s.public_id for s in session.query(Subscriber)}
-    context.configure(settings)
-    jobs.queue_edition(edition_id)
+    queue_edition(settings, edition_id)
     drain()
 
     tokens = tokens_for(settings)

@@ -25,7 +25,7 @@ from newsletter.models import (
 )
 from newsletter.mail.transport import BounceError, PolicyError, SmtpTransport, classify
 from tests.conftest import make_settings
-from tests.helpers import signup
+from tests.helpers import queue_edition, signup
 
 REFUSED = "refused@example.org"  # the relay's policy refuses this one recipient (5.7.1)
 GONE = "gone@example.org"  # and this one does not exist (5.1.1)
@@ -48,8 +48,6 @@ def our_log(caplog) -> str:
 
 
 def send_edition(database, settings, drain) -> int:
-    from worker import context, jobs
-
     with database.session_scope() as session:
         session.add(Listing(external_id="job-1", title="Buchhalter/in (m/w/d)", url="https://jobs.example.org/stellen/1",
                             location="Berlin", published_at=utcnow() - timedelta(hours=1)))
@@ -58,8 +56,7 @@ def send_edition(database, settings, drain) -> int:
                                    confirmed_at=utcnow()))
     with database.session_scope() as session:
         edition_id = planning.create_edition(session, settings, "test").id
-    context.configure(settings)
-    jobs.queue_edition(edition_id)
+    queue_edition(settings, edition_id)
     drain()
     return edition_id
 

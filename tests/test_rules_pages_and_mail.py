@@ -149,17 +149,17 @@ def _welcome_with(settings, smtp, tmp_path, **overrides):  # type: ignore[no-unt
     from rq import SimpleWorker
 
     from newsletter import create_app
-    from worker import context, queues
+    from newsletter import job_context, queueing
 
     own = make_settings(
         database_url=settings.database_url, smtp_port=smtp.port, instance_path=str(tmp_path / "own"), **overrides,
     )
-    app, ctx = create_app(own), context.configure(own)
+    app, ctx = create_app(own), job_context.configure(own)
     try:
         client = app.test_client()
 
         def work() -> None:
-            SimpleWorker(list(queues.ALL), connection=ctx.redis).work(burst=True, with_scheduler=False)
+            SimpleWorker(list(queueing.ALL), connection=ctx.redis).work(burst=True, with_scheduler=False)
 
         assert signup(client, EMAIL).status_code == 200
         work()

@@ -7,11 +7,11 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, update
+from sqlalchemy import create_engine, func, select, text, update
 from sqlalchemy.exc import DatabaseError
 
 from newsletter.migrate import alembic_config, upgrade
-from newsletter.models import Base, ConsentEvent
+from newsletter.models import Base, ConsentEvent, Subscriber, SubscriberStatus, email_hash
 
 
 def test_migrations_match_the_models(database_url):
@@ -20,6 +20,21 @@ def test_migrations_match_the_models(database_url):
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     engine.dispose()
     assert diff == []
+
+
+def test_statuses_are_stored_and_read_back_as_their_plain_values(database):
+    """The statuses are StrEnums; the database holds the same strings as before, and a
+    value read back (a plain str) still equals its member, in Python and in SQL."""
+    with database.session_scope() as session:
+        session.add(Subscriber(email="a@example.org", email_hash=email_hash("a@example.org"),
+                               status=SubscriberStatus.CONFIRMED))
+    with database.session_scope() as session:
+        stored = session.execute(text("SELECT status FROM subscribers")).scalar_one()
+        status = session.scalars(select(Subscriber.status)).one()
+        matching = session.scalar(select(func.count()).select_from(Subscriber).where(
+            Subscriber.status.in_([SubscriberStatus.CONFIRMED])))
+    assert type(stored) is str and stored == "confirmed"
+    assert type(status) is str and status == SubscriberStatus.CONFIRMED and matching == 1
 
 
 def test_downgrade_to_nothing_and_up_again(tmp_path):

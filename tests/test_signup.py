@@ -800,7 +800,8 @@ def test_gmail_dots_and_googlemail_are_one_mailbox(client, smtp, drain):
 def test_a_mailbox_gets_at_most_three_confirmation_mails_in_thirty_days(client, smtp, drain, database, redis_conn):
     from rq import Queue
 
-    from worker import queues
+    from newsletter import queueing
+    from worker import jobs
 
     answers = set()
     for day in range(4):
@@ -815,7 +816,7 @@ def test_a_mailbox_gets_at_most_three_confirmation_mails_in_thirty_days(client, 
     assert signup(client, "anna@example.org").status_code == 200
     drain()
     assert len(smtp.messages) == 4
-    Queue(queues.MAINTENANCE, connection=redis_conn).enqueue("worker.jobs.purge")
+    Queue(queueing.MAINTENANCE, connection=redis_conn).enqueue(jobs.purge)
     drain()
     from newsletter.models import ConfirmationMail
 
@@ -828,10 +829,11 @@ def test_a_pending_signup_sent_again_every_day_is_purged_counted_from_the_first(
     an address nobody confirmed on file (and in mail) for ever."""
     from rq import Queue
 
-    from worker import queues
+    from newsletter import queueing
+    from worker import jobs
 
     def purge() -> None:
-        Queue(queues.MAINTENANCE, connection=redis_conn).enqueue("worker.jobs.purge")
+        Queue(queueing.MAINTENANCE, connection=redis_conn).enqueue(jobs.purge)
         drain()
 
     days = settings.unconfirmed_retention_days

@@ -13,8 +13,9 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.scheduler import SCHEDULER_LOCKING_KEY_TEMPLATE
 
+from newsletter import queueing
 from tests.processes import start, stop
-from worker import queues
+from worker import jobs
 
 
 def wait_until(condition, seconds: float, what: str) -> None:  # type: ignore[no-untyped-def]
@@ -25,16 +26,16 @@ def wait_until(condition, seconds: float, what: str) -> None:  # type: ignore[no
         time.sleep(0.1)
 
 
-def holds_scheduler_lock(redis_conn, queue: str = queues.MAIL) -> bool:  # type: ignore[no-untyped-def]
+def holds_scheduler_lock(redis_conn, queue: str = queueing.MAIL) -> bool:  # type: ignore[no-untyped-def]
     return bool(redis_conn.exists(SCHEDULER_LOCKING_KEY_TEMPLATE % queue))
 
 
 def run_reconcile(redis_conn, delay: float = 0) -> Job:  # type: ignore[no-untyped-def]
     """A harmless real job (the reconciler) on the maintenance queue."""
-    queue = Queue(queues.MAINTENANCE, connection=redis_conn)
+    queue = Queue(queueing.MAINTENANCE, connection=redis_conn)
     if delay:
-        return queue.enqueue_in(timedelta(seconds=delay), "worker.jobs.reconcile", result_ttl=600)
-    return queue.enqueue("worker.jobs.reconcile", result_ttl=600)
+        return queue.enqueue_in(timedelta(seconds=delay), jobs.reconcile, result_ttl=600)
+    return queue.enqueue(jobs.reconcile, result_ttl=600)
 
 
 def finished(job: Job) -> bool:

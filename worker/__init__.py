@@ -1,1 +1,2 @@
-"""The RQ side of the service: queues, thin jobs, the worker and the scheduler."""
+"""The RQ side of the service: the worker and the scheduler processes, and the jobs they run
+themselves (reconciler, digest tick, purge). Queues and the send jobs are newsletter/queueing.py."""

@@ -1,43 +1,40 @@
-"""The jobs: thin, idempotent, taking ids. Each opens what it needs through the context
-and calls the domain."""
+"""The worker's own jobs: the reconciler, the digest tick and the purge, run at worker
+start and by the scheduler. Thin: each opens what it needs through the job context and
+calls the domain. The send jobs that the web and the CLI queue are in newsletter/queueing.py."""
 
 from __future__ import annotations
 
 import logging
-
 import time
+from datetime import UTC, datetime
 
+from redis import Redis
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 from sqlalchemy import select
 
+from newsletter import job_context, queueing
 from newsletter.editions import planning
 from newsletter.mail import outbox
-from newsletter.subscribers import subscriptions
-from newsletter.editions.sending import SCHEDULE_MARGIN_SECONDS, ChunkSender
 from newsletter.models import Edition, EditionState
 
-from . import context, queues
+# Jobs queued before the send jobs moved there are stored as worker.jobs.send_*: RQ finds them here.
+from newsletter.queueing import send_chunk, send_outbox  # noqa: F401
+from newsletter.subscribers import subscriptions
 
 log = logging.getLogger(__name__)
-
-
-def send_outbox(message_id: int) -> str:
-    """Deliver one transactional mail if it is still due."""
-    ctx = context.get()
-    outcome = outbox.deliver(ctx.database, ctx.settings, message_id, renderer=ctx.renderer)
-    if outcome.retry_in is not None:
-        queues.enqueue_outbox(ctx.redis, [message_id], delay_seconds=outcome.retry_in + SCHEDULE_MARGIN_SECONDS)
-    return outcome.status
 
 
 def reconcile() -> int:
     """Re-queue whatever the database holds as unfinished and Redis may have forgotten:
     outbox mail, and chunks of sending editions with due deliveries."""
-    ctx = context.get()
+    ctx = job_context.get()
     with ctx.database.session_scope() as session:
         ids = outbox.due_for_requeue(session, ctx.settings.requeue_after_seconds)
-        # Enqueue before the commit: if Redis fails, queued_at rolls back and the next
+        # Queue before the commit: if Redis fails, queued_at rolls back and the next
         # reconcile tries again.
-        queues.enqueue_outbox(ctx.redis, ids)
+        queueing.queue_outbox(ctx.redis, ids)
     chunks = 0
     with ctx.database.session_scope() as session:
         editions = list(session.scalars(select(Edition.id).where(Edition.state == EditionState.SENDING)))
@@ -46,9 +43,10 @@ def reconcile() -> int:
                 if lease_expired:
                     # Its worker died; RQ may not notice for many minutes (PITFALLS), so a
                     # new job under a new id takes the chunk over now.
-                    queues.enqueue_chunk(ctx.redis, edition_id, lo, hi, job_id=f"{queues.chunk_job_id(edition_id, lo)}-{time.time_ns()}")
-                elif not queues.chunk_job_alive(ctx.redis, edition_id, lo, ctx.settings.send_lease_seconds):
-                    queues.enqueue_chunk(ctx.redis, edition_id, lo, hi)
+                    queueing.queue_chunk(ctx.redis, edition_id, lo, hi,
+                                         job_id=f"{queueing.chunk_job_id(edition_id, lo)}-{time.time_ns()}")
+                elif not chunk_job_alive(ctx.redis, edition_id, lo, ctx.settings.send_lease_seconds):
+                    queueing.queue_chunk(ctx.redis, edition_id, lo, hi)
                 else:
                     continue
                 chunks += 1
@@ -58,38 +56,42 @@ def reconcile() -> int:
     return len(ids) + chunks
 
 
-def queue_edition(edition_id: int) -> int:
-    """Queue a send job for every chunk of an edition's unfinished deliveries."""
-    ctx = context.get()
-    with ctx.database.session_scope() as session:
-        chunks = planning.open_chunks(session, edition_id, ctx.settings.send_chunk_size)
-    for lo, hi, _ in chunks:
-        queues.enqueue_chunk(ctx.redis, edition_id, lo, hi)
-    return len(chunks)
-
-
-def send_chunk(edition_id: int, lo: int, hi: int) -> dict[str, object]:
-    """Send the due deliveries lo..hi of an edition over one SMTP connection."""
-    ctx = context.get()
-    result = ChunkSender(ctx.database, ctx.settings, ctx.redis, ctx.renderer).run(edition_id, lo, hi)
-    if result.retry_in is not None:
-        # Not the chunk's own job id: RQ deletes this running job's hash when it finishes
-        # (result_ttl=0), which would take a retry scheduled under the same id with it.
-        queues.enqueue_chunk(ctx.redis, edition_id, lo, hi, delay_seconds=result.retry_in,
-                             job_id=f"{queues.chunk_job_id(edition_id, lo)}-retry-{time.time_ns()}")
-    return {"sent": result.sent, "retry": result.retry, "failed": result.failed,
-            "bounced": result.bounced, "cancelled": result.cancelled, "stopped": result.stopped}
+def chunk_job_alive(redis: Redis, edition_id: int, lo: int, lease_seconds: float = 300) -> bool:
+    """Whether the chunk's job is still waiting, or started less than a lease ago. A job
+    whose worker was killed stays "started" in Redis until RQ notices, many minutes later
+    (PITFALLS); by then its rows are the reconciler's to hand on. A worker killed between
+    taking the job off the queue (BLPOP) and marking it started leaves it "queued" on no
+    queue at all, so "queued" counts only while the queue holds it."""
+    job_id = queueing.chunk_job_id(edition_id, lo)
+    try:
+        job = Job.fetch(job_id, connection=redis)
+        if job.get_status(refresh=False) == JobStatus.QUEUED:
+            if redis.lpos(Queue(queueing.DIGEST, connection=redis).key, job_id) is not None:
+                return True
+            job = Job.fetch(job_id, connection=redis)  # a worker may have taken it since
+    except NoSuchJobError:
+        return False
+    status = job.get_status(refresh=False)
+    if status == JobStatus.STARTED:
+        started = job.started_at
+        if started is None:
+            return True
+        if started.tzinfo is None:
+            started = started.replace(tzinfo=UTC)
+        return (datetime.now(UTC) - started).total_seconds() < lease_seconds
+    return status in (JobStatus.SCHEDULED, JobStatus.DEFERRED)
 
 
 def digest_tick() -> int | None:
     """The scheduler's check: make the current period's edition if due, then queue it."""
-    ctx = context.get()
+    ctx = job_context.get()
     with ctx.database.session_scope() as session:
         edition = planning.tick(session, ctx.settings)
         edition_id = edition.id if edition is not None else None
     if edition_id is not None:
         log.info("scheduled edition %s created", edition_id)
-        queue_edition(edition_id)
+        with ctx.database.session_scope() as session:
+            queueing.queue_edition(session, ctx.redis, edition_id, ctx.settings.send_chunk_size)
     return edition_id
 
 
@@ -97,7 +99,7 @@ def purge() -> dict[str, int]:
     """Delete stale unconfirmed signups, former readers' personal fields past their
     retention, consent proof past its retention time, and the confirmation-mail and
     link-mail budgets past their windows."""
-    ctx = context.get()
+    ctx = job_context.get()
     with ctx.database.session_scope() as session:
         unconfirmed = subscriptions.purge_unconfirmed(session, ctx.settings.unconfirmed_retention_days)
         former = subscriptions.purge_former_readers(session, ctx.settings.former_reader_retention_days)

@@ -18,9 +18,10 @@ from redis.exceptions import RedisError
 from rq import Queue
 from rq.exceptions import StopRequested
 
+from newsletter import job_context, queueing
 from newsletter.config import Settings
 
-from . import context, jobs, queues
+from . import jobs
 from .in_process import InProcessWorker
 
 if TYPE_CHECKING:
@@ -68,10 +69,10 @@ def run_worker(settings: Settings, burst: bool = False) -> bool:
     threading.excepthook = _thread_excepthook
     worker: InProcessWorker | None = None
     try:
-        ctx = context.configure(settings)
+        ctx = job_context.configure(settings)
         jobs.reconcile()
         ctx.renderer.warm()  # templates compiled once, not on the first mail
-        worker = InProcessWorker([Queue(name, connection=ctx.redis) for name in queues.ALL], connection=ctx.redis)
+        worker = InProcessWorker([Queue(name, connection=ctx.redis) for name in queueing.ALL], connection=ctx.redis)
         return bool(worker.work(burst=burst, with_scheduler=True, logging_level="INFO"))
     except StopRequested:
         return False
@@ -88,11 +89,11 @@ def build_scheduler(settings: Settings) -> CronScheduler:
     what is due, so two schedulers or a restart neither skip nor double anything."""
     from rq.cron import CronScheduler  # not needed by workers, which import this module too
 
-    ctx = context.configure(settings)
+    ctx = job_context.configure(settings)
     cron = CronScheduler(connection=ctx.redis, logging_level="INFO")
-    cron.register(jobs.reconcile, queue_name=queues.MAINTENANCE, interval=settings.reconcile_interval_seconds)
-    cron.register(jobs.purge, queue_name=queues.MAINTENANCE, interval=PURGE_EVERY_SECONDS)
-    cron.register(jobs.digest_tick, queue_name=queues.MAINTENANCE, interval=settings.tick_interval_seconds)
+    cron.register(jobs.reconcile, queue_name=queueing.MAINTENANCE, interval=settings.reconcile_interval_seconds)
+    cron.register(jobs.purge, queue_name=queueing.MAINTENANCE, interval=PURGE_EVERY_SECONDS)
+    cron.register(jobs.digest_tick, queue_name=queueing.MAINTENANCE, interval=settings.tick_interval_seconds)
     return cron
 
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup
+from redis import Redis
 
+from newsletter.cli.errors import fail
 from newsletter.config import Settings
-from newsletter.cli.console import fail
 
 
 def settings() -> Settings:
@@ -26,6 +27,14 @@ def _create_app() -> Flask:
 
 
 _SETTINGS: Settings | None = None
+
+
+def _redis() -> Redis:
+    """A Redis client for one command's queueing (a `with` block closes it)."""
+    from newsletter.job_context import redis_from_settings
+
+    return redis_from_settings(settings())
+
 
 cli = FlaskGroup(
     name="newsletter",
@@ -79,11 +88,10 @@ def subscribers_import(file: Path) -> None:
     """Import a CSV (email, language, keywords, location, confirmed_at, consent_ip,
     consent_text). Rows with confirmed_at become confirmed; the others get a
     double-opt-in mail. Exit status 1 if any row was rejected."""
+    from newsletter import queueing
     from newsletter.db import get_session
-    from newsletter.subscribers.csv_import import CsvError, import_csv
-    from newsletter.web.extensions import enqueue_outbox_after_commit
-
     from newsletter.listings.formats import FeedError, decode
+    from newsletter.subscribers.csv_import import CsvError, import_csv
 
     try:
         text = decode(file.read_bytes())  # the listings import's reading: same BOM and error
@@ -98,7 +106,8 @@ def subscribers_import(file: Path) -> None:
         session.rollback()
         fail(f"{file}: cannot import, nothing written: {exc}")
     session.commit()
-    enqueue_outbox_after_commit(report.outbox_ids)
+    with _redis() as redis:
+        queueing.queue_outbox_after_commit(session, redis, report.outbox_ids)
     click.echo(f"confirmed: {report.confirmed}")
     click.echo(f"pending: {report.pending}")
     click.echo(f"skipped: {len(report.skipped)}")
@@ -143,11 +152,12 @@ def digest() -> None:
 def _queue_edition(edition_id: int) -> None:
     from redis.exceptions import RedisError
 
-    from worker import context, jobs
+    from newsletter import queueing
+    from newsletter.db import get_session
 
-    context.configure(settings())
     try:
-        jobs.queue_edition(edition_id)
+        with _redis() as redis:
+            queueing.queue_edition(get_session(), redis, edition_id, settings().send_chunk_size)
     except RedisError as exc:
         click.echo(f"warning: Redis unavailable ({exc}); the reconciler queues the edition when it is back", err=True)
 
@@ -324,7 +334,7 @@ def listings_import(files: tuple[Path, ...]) -> None:
                     fail(f"{file}: a concurrent import collided twice; nothing of this file written")
             except SQLAlchemyError as exc:
                 session.rollback()
-                from newsletter.cli.console import infrastructure_error
+                from newsletter.cli.errors import infrastructure_error
 
                 reason = infrastructure_error(exc, settings()) or type(exc).__name__
                 fail(f"{file}: nothing of this file written: {reason}")
@@ -411,7 +421,7 @@ def api_token_revoke(name: str) -> None:
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
 def worker_command(burst: bool) -> None:
     """An RQ worker for all queues; re-queues unfinished work from the database at start."""
-    from newsletter.cli.console import run_worker_command
+    from newsletter.cli.processes import run_worker_command
 
     run_worker_command(settings(), burst)
 
@@ -419,7 +429,7 @@ def worker_command(burst: bool) -> None:
 @cli.command("scheduler")
 def scheduler_command() -> None:
     """The long-running periodic trigger: reconciler every minute, purge every hour."""
-    from newsletter.cli.console import run_scheduler_command
+    from newsletter.cli.processes import run_scheduler_command
 
     run_scheduler_command(settings())
 
@@ -435,19 +445,14 @@ def demo_command(port: int) -> None:
 
 def run(validated: Settings, args: list[str]) -> None:
     """Run the command group on validated settings (newsletter.cli.console.main calls this)."""
-    from newsletter.cli.console import run_group
+    from newsletter.cli.errors import run_group
 
     global _SETTINGS
     _SETTINGS = validated
     run_group(cli, args)
 
 
-def main() -> None:
-    """Console-script entry point (kept for `python -m newsletter.cli.commands`)."""
-    from newsletter.cli.console import main as console_main
+if __name__ == "__main__":  # `python -m newsletter.cli.commands`, as the console script
+    from newsletter.cli.console import main
 
-    console_main()
-
-
-if __name__ == "__main__":
     main()

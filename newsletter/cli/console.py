@@ -1,127 +1,23 @@
-"""The `newsletter` console script. `worker` and `scheduler` start without Flask: they are
-long-lived, one per host or more, and what they import they hold for good (bench/digest.py
-measures the worker's memory). Every other command runs in the Flask command group.
-
-Whatever stops a command reaches the operator as one line on stderr: a bad setting (exit
-2), a usage error (exit 2), a database, Redis or folder that fails (exit 1). Only a bug
-keeps its traceback."""
+"""The `newsletter` console script: checks the configuration first, then runs `worker` and
+`scheduler` without Flask (cli/processes.py) and every other command in the Flask command
+group (cli/commands.py). Whatever stops a command ends as one line on stderr (cli/errors.py)."""
 
 from __future__ import annotations
 
 import errno
-import logging
 import os
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 import click
 
-from newsletter.config import ConfigError, Settings, load_settings, mask_url
+from newsletter.cli.errors import fail, infrastructure_error, run_group
+from newsletter.cli.processes import light_group
+from newsletter.config import ConfigError, Settings, load_settings
 
 LIGHT_COMMANDS = ("worker", "scheduler")
 ENV_FILE_OPTIONS = ("-e", "--env-file")
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    """One line on stderr and a non-zero exit."""
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-def _log_to_stderr() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-def run_worker_command(settings: Settings, burst: bool) -> None:
-    from worker.runner import run_worker
-
-    _log_to_stderr()
-    run_worker(settings, burst=burst)
-
-
-def run_scheduler_command(settings: Settings) -> None:
-    from worker.runner import run_scheduler
-
-    _log_to_stderr()
-    run_scheduler(settings)
-
-
-def light_group(settings: Settings) -> click.Group:
-    """The two process commands as a click group of their own (same options and help as
-    in the full group)."""
-    group = click.Group(name="newsletter")
-
-    @group.command("worker")
-    @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
-    def worker_command(burst: bool) -> None:
-        """An RQ worker for all queues; re-queues unfinished work from the database at start."""
-        run_worker_command(settings, burst)
-
-    @group.command("scheduler")
-    def scheduler_command() -> None:
-        """The long-running periodic trigger: reconciler every minute, purge every hour."""
-        run_scheduler_command(settings)
-
-    return group
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-# SQLite's and PostgreSQL's words for a table that is not there: a database never migrated.
-_NO_SCHEMA = re.compile(r"no such table|relation \S+ does not exist")
-
-
-def infrastructure_error(exc: BaseException, settings: Settings | None = None) -> str | None:
-    """One line naming the database, Redis or file that failed us; None for anything else
-    (a bug, which keeps its traceback)."""
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import RedisError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
-    from sqlalchemy.exc import DBAPIError
-
-    if isinstance(exc, DBAPIError):
-        where = f" {mask_url(settings.database_url)}" if settings else ""
-        reason = str(exc.orig) if exc.orig is not None else str(exc)
-        hint = "; run `newsletter db upgrade` first" if _NO_SCHEMA.search(reason) else ""
-        return f"the database{where} failed: {_one_line(reason)}{hint}"
-    if isinstance(exc, RedisError):
-        where = f" at {mask_url(settings.redis_url)}" if settings else ""
-        verb = "does not answer" if isinstance(exc, (RedisConnectionError, RedisTimeoutError)) else "failed"
-        return f"Redis{where} {verb}: {_one_line(str(exc))}"
-    if isinstance(exc, OSError):
-        if exc.filename is not None:
-            return f"cannot use {exc.filename}: {exc.strerror}"
-        return _one_line(str(exc))
-    return None
-
-
-def run_group(group: click.Group, args: list[str]) -> None:
-    """Run `group` with click's errors as one line. Click's own (standalone) handling prints
-    a usage error as four lines: usage, hint, blank, error."""
-    try:
-        code = group.main(args=args, prog_name="newsletter", standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError as exc:  # a group without its command: its help
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.UsageError as exc:
-        where = exc.ctx.command_path if exc.ctx is not None else "newsletter"
-        message = _one_line(exc.format_message())
-        if not message.endswith((".", "?", "!")):
-            message += "."
-        fail(f"{message} See '{where} --help'.", code=exc.exit_code)
-    except click.ClickException as exc:
-        fail(_one_line(exc.format_message()), code=exc.exit_code)
-    except click.Abort:  # Ctrl-C outside the worker and scheduler (they stop cleanly)
-        fail("aborted", code=1)
-    # Not standalone, click returns the status of --help, --version or ctx.exit() instead
-    # of exiting; a command's own return value is None.
-    if isinstance(code, int):
-        sys.exit(code)
 
 
 def _leading_env_file(args: list[str]) -> tuple[str | None, int]:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from newsletter.listings import matching
 from newsletter.config import Settings
 from newsletter.models import (
+    OPEN_DELIVERIES,
     Delivery,
     DeliveryStatus,
     Edition,
@@ -279,7 +280,7 @@ def open_chunks(session: Session, edition_id: int, chunk_size: int, due_only: bo
     """(first id, last id, has an expired lease) of each chunk of unfinished deliveries.
     Chunks are id ranges aligned on multiples of `chunk_size`: the same every time."""
     now = utcnow()
-    condition = Delivery.status.in_(DeliveryStatus.OPEN)
+    condition = Delivery.status.in_(OPEN_DELIVERIES)
     if due_only:
         condition = or_(
             and_(Delivery.status == DeliveryStatus.PENDING, Delivery.next_attempt_at <= now),
@@ -300,7 +301,7 @@ def finish_if_done(session: Session, edition_id: int) -> bool:
     """Mark a sending edition done once nothing is left to send."""
     left = session.scalar(
         select(func.count()).select_from(Delivery).where(
-            Delivery.edition_id == edition_id, Delivery.status.in_(DeliveryStatus.OPEN)
+            Delivery.edition_id == edition_id, Delivery.status.in_(OPEN_DELIVERIES)
         )
     )
     if left:

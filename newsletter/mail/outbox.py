@@ -21,6 +21,7 @@ from newsletter.db import Database
 from newsletter.mail.dkim import signer_for
 from newsletter.mail.compose import MailBuildError, Renderer, ascii_address, build_message, list_headers, verp_sender
 from newsletter.models import (
+    HARD_SUPPRESSIONS,
     ConsentEvent,
     OperatorAlarm,
     OutboxMessage,
@@ -136,7 +137,7 @@ def _send(
             _finish(session, message_id, OutboxStatus.CANCELLED, f"not needed any more: subscriber {state}")
             return Outcome(OutboxStatus.CANCELLED)
         suppressed = session.get(Suppression, subscriber.email_hash)
-        if suppressed is not None and suppressed.reason in ("bounced", "complained"):
+        if suppressed is not None and suppressed.reason in HARD_SUPPRESSIONS:
             _finish(session, message_id, OutboxStatus.CANCELLED, f"suppressed: {suppressed.reason}")
             return Outcome(OutboxStatus.CANCELLED)
         kind, attempts, created_at = message.kind, message.attempts, message.created_at

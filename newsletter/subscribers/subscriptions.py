@@ -15,7 +15,9 @@ from newsletter.subscribers import consent
 from newsletter.mail import outbox
 from newsletter.subscribers.mailbox import lock_mailbox, mailbox_hash
 from newsletter.models import (
+    HARD_SUPPRESSIONS,
     ConfirmationMail,
+    ConfirmResult,
     ConsentEvent,
     LinkMail,
     OutboxMessage,
@@ -42,7 +44,6 @@ LINK_MAILS_PER_WINDOW = 3
 LINK_MAIL_INTERVAL = timedelta(minutes=10)
 # The settings link for a confirmed address (/manage, a signup of it) once a day per row.
 MANAGE_LINK_INTERVAL = timedelta(hours=24)
-HARD_SUPPRESSIONS = ("bounced", "complained")
 # The consent proof (STANDARDS 11, 15): what shows consent given and withdrawn, kept after
 # an erasure for its retention time. The rest of the log (preference changes, link
 # requests, bounce replies) is about the person, not the consent, and goes with them.
@@ -236,16 +237,16 @@ def _insert_outbox(
 
 def confirm(
     session: Session, sub: Subscriber, origin: Origin, message_id: int | None = None
-) -> tuple[str, list[int]]:
+) -> tuple[ConfirmResult, list[int]]:
     """Confirm a pending subscriber: ('confirmed', ids), ('already', []) or ('invalid', []).
     `message_id` is the confirmation mail whose link was clicked: the preferences asked for
     with it take effect now, the owner of the address having confirmed them."""
     if sub.status == SubscriberStatus.CONFIRMED:
-        return "already", []
+        return ConfirmResult.ALREADY, []
     if sub.status != SubscriberStatus.PENDING:
-        return "invalid", []
+        return ConfirmResult.INVALID, []
     if _hard_suppressed(session, sub.email_hash):
-        return "invalid", []
+        return ConfirmResult.INVALID, []
     requested = requested_preferences(session, sub, message_id)
     if requested is not None:
         update_preferences(session, sub, requested, origin)
@@ -254,7 +255,7 @@ def confirm(
     sub.unsubscribed_at = None
     session.execute(delete(Suppression).where(Suppression.email_hash == sub.email_hash))
     _event(session, sub, "confirmed", origin)
-    return "confirmed", [outbox.add_message(session, sub, outbox.WELCOME).id]
+    return ConfirmResult.CONFIRMED, [outbox.add_message(session, sub, outbox.WELCOME).id]
 
 
 def requested_preferences(session: Session, sub: Subscriber, message_id: int | None) -> Preferences | None:
@@ -600,7 +601,7 @@ def purge_consent_records(session: Session, retention_days: int, now: datetime |
 
 def stats(session: Session) -> dict[str, int]:
     """Subscribers per state, every state present (zero when none)."""
-    counts = dict.fromkeys(SubscriberStatus.ALL, 0)
+    counts = dict.fromkeys(SubscriberStatus, 0)
     for status, count in session.execute(select(Subscriber.status, func.count()).group_by(Subscriber.status)):
         counts[status] = count
     counts["suppressed"] = session.scalar(select(func.count()).select_from(Suppression)) or 0

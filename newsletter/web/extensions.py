@@ -1,4 +1,5 @@
-"""Redis and Flask-Limiter for the web app, and queueing after a commit."""
+"""Redis and Flask-Limiter for the web app, and the request's way into queueing: the
+functions of newsletter/queueing.py with this request's session and the app's Redis."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import update
 
+from newsletter import queueing
 from newsletter.config import Settings
 from newsletter.db import get_session
-from newsletter.models import OutboxMessage
+from newsletter.job_context import redis_from_settings
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +50,13 @@ def settings() -> Settings:
 
 
 def redis() -> Redis:
+    """The app's Redis client (queueing, health)."""
     value: Redis = current_app.extensions["newsletter_redis"]
     return value
 
 
 def init_redis(app: Flask, s: Settings) -> None:
-    from worker.context import redis_from_settings
-
+    """Give the app its Redis client, with shorter timeouts than a job's: a reader waits."""
     app.extensions["newsletter_redis"] = redis_from_settings(s, socket_connect_timeout=1, socket_timeout=2)
 
 
@@ -88,33 +89,16 @@ def signup_limit() -> str:
 
 
 def enqueue_outbox_after_commit(ids: Iterable[int]) -> None:
-    """Queue committed outbox rows. With Redis down the signup still succeeds: the rows are
-    marked never-queued and the reconciler sends them once Redis is back."""
-    ids = list(ids)
-    if not ids:
-        return
-    from worker.queues import enqueue_outbox
-
-    try:
-        enqueue_outbox(redis(), ids)
-    except RedisError as exc:
-        log.warning("Redis unavailable, %d mail(s) left to the reconciler: %s", len(ids), exc)
-        session = get_session()
-        session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids)).values(queued_at=None))
-        session.commit()
+    """Queue outbox rows this request committed; with Redis down the request still succeeds
+    and the reconciler sends them later (queueing.queue_outbox_after_commit)."""
+    queueing.queue_outbox_after_commit(get_session(), redis(), ids)
 
 
 def queue_edition_after_commit(edition_id: int) -> bool:
-    """Queue the chunks of a committed edition; False when Redis is away (the reconciler
-    queues them once it is back)."""
-    from worker.queues import enqueue_chunk
-
-    from newsletter.editions.planning import open_chunks
-
-    chunks = open_chunks(get_session(), edition_id, settings().send_chunk_size)
+    """Queue the chunks of an edition this request committed; False when Redis is away (the
+    reconciler queues them once it is back), which does not fail the request."""
     try:
-        for lo, hi, _ in chunks:
-            enqueue_chunk(redis(), edition_id, lo, hi)
+        queueing.queue_edition(get_session(), redis(), edition_id, settings().send_chunk_size)
     except RedisError as exc:
         log.warning("Redis unavailable, edition %s left to the reconciler: %s", edition_id, exc)
         return False

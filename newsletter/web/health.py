@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 from redis.exceptions import RedisError
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from newsletter.db import get_session
+from newsletter.db import get_session, ping
 from newsletter.web.extensions import redis, settings
 
 bp = Blueprint("health", __name__)
@@ -17,7 +16,7 @@ bp = Blueprint("health", __name__)
 def healthz() -> tuple[Response, int]:
     checks: dict[str, str] = {}
     try:
-        get_session().execute(text("SELECT 1"))
+        ping(get_session())
         checks["database"] = "ok"
     except SQLAlchemyError as exc:
         checks["database"] = f"error: {type(exc).__name__}"

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from newsletter.subscribers import consent
 from newsletter.subscribers import subscriptions
 from newsletter.db import get_session
-from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.models import ConfirmResult, Subscriber, SubscriberStatus
 from newsletter.tokens import TokenExpired, TokenInvalid, tokens_for
 from newsletter.validation import InvalidInput, clean_email, clean_preferences, clean_text
 from newsletter.web.errors import error_response, wants_json
@@ -265,9 +265,9 @@ def confirm(token: str) -> Response:
     result, ids = subscriptions.confirm(session, sub, _origin(), message_id)
     session.commit()
     enqueue_outbox_after_commit(ids)
-    if result == "invalid":
+    if result == ConfirmResult.INVALID:
         return _page("link_invalid.html", 410, gone=True)
-    return _confirm_done(sub, already=result == "already")
+    return _confirm_done(sub, already=result == ConfirmResult.ALREADY)
 
 
 def _confirm_done(sub: Subscriber, already: bool) -> Response:

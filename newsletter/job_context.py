@@ -1,7 +1,10 @@
-"""What a job needs (settings, database, Redis), built once per process from the
+"""What a job needs (settings, database, Redis, renderer), built once per process from the
 environment. A forked child (a job run by a forking RQ worker, a test harness) must not
 reuse its parent's database connections, so the context is rebuilt when the process id
-changes; `newsletter worker` itself runs its jobs in-process and keeps it."""
+changes; `newsletter worker` itself runs its jobs in-process and keeps it.
+
+It lives in the package, not in worker/, because the jobs that the web and the CLI queue
+(newsletter/queueing.py) read it, and neither may import worker/."""
 
 from __future__ import annotations
 
@@ -36,7 +39,7 @@ def redis_from_settings(settings: Settings, **options: object) -> Redis:
 
 
 def configure(settings: Settings) -> Context:
-    """Set the process's context (the CLI does this before starting a worker)."""
+    """Set the process's context (the worker and the scheduler do this at start)."""
     global _current
     if _current is not None and _current.pid == os.getpid():
         _current.database.dispose()
