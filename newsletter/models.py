@@ -148,6 +148,16 @@ class OutboxStatus(StrEnum):
     CANCELLED = "cancelled"  # no longer wanted when its turn came (e.g. already confirmed)
 
 
+class OutboxKind(StrEnum):
+    """Which transactional mail an outbox row is: the lifecycle writes them, the outbox sends."""
+
+    CONFIRM = "confirm"
+    WELCOME = "welcome"
+    MANAGE = "manage"
+    # A fresh, expiring link to a reader's data export and erasure (STANDARDS 14, 26).
+    DATA = "data"
+
+
 class OutboxMessage(Base):
     """One transactional mail (confirmation, welcome, manage link), written in the same
     transaction as the change that causes it, then queued by id."""

@@ -1,5 +1,8 @@
 """Sending one chunk of an edition's deliveries: claim with a lease, compose, send over one
-SMTP connection, record each outcome as it happens.
+SMTP connection, record each outcome as it happens. Each mail goes through the delivery
+step every mail takes (mail/delivery.py); this module keeps the chunk's own bookkeeping
+(claim, send rate, pause checks, the deliveries' rows) and builds each digest cheaply
+(mail/digest.py).
 
 The progress marker (a delivery's status) moves to `sent` only after the relay accepted
 the message, in its own commit. A worker killed mid-chunk leaves its claimed rows in
@@ -13,14 +16,17 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta
+from functools import partial
+from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
-from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.config import Settings
 from newsletter.db import Database
+from newsletter.mail import delivery
+from newsletter.mail.delivery import Kind
 from newsletter.mail.digest import DigestComposer, VariantMail, view
-from newsletter.mail.compose import MailBuildError, Renderer, ascii_address, verp_sender
+from newsletter.mail.compose import Renderer, verp_sender
 from newsletter.models import (
     Delivery,
     DeliveryStatus,
@@ -28,23 +34,15 @@ from newsletter.models import (
     EditionState,
     EditionVariant,
     Listing,
-    OperatorAlarm,
     Subscriber,
     SubscriberStatus,
     Suppression,
     utcnow,
 )
-from newsletter.mail.outbox import mark_bounced
 from newsletter.mail.send_rate import SendRate
+from newsletter.subscribers import subscriptions
 from newsletter.tokens import Tokens, tokens_for
-from newsletter.mail.transport import (
-    BounceError,
-    PolicyError,
-    SmtpTransport,
-    TemporaryError,
-    UnsendableError,
-    redact_addresses,
-)
+from newsletter.mail.transport import SmtpTransport
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +182,7 @@ class ChunkSender:
                     conn.exec_driver_sql("RESET synchronous_commit")
                     conn.commit()
         with self.database.session_scope() as session:
-            from newsletter.editions.planning import finish_if_done
+            from newsletter.editions.state import finish_if_done
 
             finish_if_done(session, edition_id)
         return result
@@ -215,6 +213,8 @@ class ChunkSender:
                 Suppression.email_hash.in_([r.email_hash for r in readers.values()])))
         )
         feedback_id = f"{edition_id}:digest:newsletter:{self.settings.mail_domain}"
+        what = f"edition {edition_id}"  # names a mail that cannot be built (never its reader)
+        pace = self.rate.wait if self.rate is not None else None
         last_check = time.monotonic()
         alarmed = False
         for index, item in enumerate(claimed):
@@ -230,61 +230,45 @@ class ChunkSender:
                 self._finish(conn, item.id, DeliveryStatus.CANCELLED, "reader left before the send")
                 result.cancelled += 1
                 continue
-            try:
-                utf8 = transport.smtputf8
-                recipient = ascii_address(reader.email) or (reader.email if utf8 else None)  # as in outbox._send
-                if recipient is None:
-                    raise UnsendableError(0, "the address needs SMTPUTF8 and the relay does not offer it")
-                try:
-                    variant = self._variant(conn, item.variant_id, reader.language, cutoff)
-                    data, _message_id = self.composer.build(
-                        variant, recipient, self.tokens.preferences(reader.public_id, reader.link_generation),
-                        self.tokens.unsubscribe(reader.public_id), feedback_id, utf8=not recipient.isascii(),
-                    )
-                except SQLAlchemyError:
-                    raise  # the database, not the mail: the job fails and the lease hands it on
-                except Exception as exc:  # noqa: BLE001 - any fault of ours in building it: see MailBuildError
-                    raise MailBuildError(f"edition {edition_id}: {type(exc).__name__}: {exc}") from exc
-                if self.rate is not None:
-                    self.rate.wait()
-                transport.send(verp_sender(self.settings, reader.public_id), recipient, data,
-                               utf8=not recipient.isascii())
-            except PolicyError as exc:
+            outcome = delivery.send(
+                transport, verp_sender(self.settings, reader.public_id), reader.email,
+                partial(self._build, conn, item.variant_id, reader, cutoff, feedback_id), what=what, pace=pace,
+            )
+            kind = outcome.kind
+            if kind is Kind.SENT:
+                self._finish(conn, item.id, DeliveryStatus.SENT, None)
+                result.sent += 1
+            elif kind is Kind.POLICY:
                 # The relay refuses us, not this reader: alarm once, put the chunk back.
                 # The alarm names the delivery, never the reader (the reply is redacted too).
-                where = f"edition {edition_id}, delivery {item.id}"
-                log.error("%s: relay refuses our mail (operator action needed): %s", where, exc)
-                self._alarm(conn, "smtp_policy", f"{where}: {exc}")
-                self._retry(conn, claimed[index:], created_at, str(exc), result)
+                delivery.policy_alarm(conn, f"edition {edition_id}, delivery {item.id}", outcome)
+                self._retry(conn, claimed[index:], created_at, outcome.detail, result)
                 return
-            except MailBuildError as exc:
+            elif kind is Kind.BUILD:
                 if not alarmed:  # once per chunk: it may well be every mail
                     alarmed = True
-                    log.exception("could not build a digest (operator action needed)")
-                    self._alarm(conn, MailBuildError.ALARM, f"delivery {item.id}: {exc}")
-                self._retry(conn, [item], created_at, str(exc), result)
-                continue
-            except TemporaryError as exc:
-                self._retry(conn, [item], created_at, str(exc), result)
-                continue
-            except BounceError as exc:
-                self._finish(conn, item.id, DeliveryStatus.BOUNCED, str(exc))
+                    log.error("could not build a digest (operator action needed)", exc_info=outcome.error)
+                    delivery.build_alarm(conn, outcome, where=f"delivery {item.id}")
+                self._retry(conn, [item], created_at, outcome.detail, result)
+            elif kind is Kind.RETRY:
+                self._retry(conn, [item], created_at, outcome.detail, result)
+            elif kind is Kind.BOUNCED:
+                self._finish(conn, item.id, DeliveryStatus.BOUNCED, outcome.detail)
                 with self.database.session_scope() as session:  # several statements: one transaction
-                    mark_bounced(session, reader.public_id, str(exc))
+                    subscriptions.mark_bounced(session, reader.public_id, outcome.detail)
                 result.bounced += 1
-                continue
-            except UnsendableError as exc:
-                self._finish(conn, item.id, DeliveryStatus.FAILED, str(exc))
+            else:  # Kind.UNSENDABLE
+                self._finish(conn, item.id, DeliveryStatus.FAILED, outcome.detail)
                 result.failed += 1
-                continue
-            self._finish(conn, item.id, DeliveryStatus.SENT, None)
-            result.sent += 1
 
-    @staticmethod
-    def _alarm(conn: Connection, kind: str, message: str) -> None:
-        # Redacted again: an exception of our own (building a mail) may quote an address.
-        values = {"kind": kind, "message": redact_addresses(message)[:1000], "at": utcnow()}
-        conn.execute(OperatorAlarm.__table__.insert().values(**values))
+    def _build(self, conn: Connection, variant_id: int, reader: Any, cutoff: Any, feedback_id: str,
+               recipient: str, utf8: bool) -> tuple[bytes, str]:
+        """One reader's digest, signed: the variant's body rendered once, their links filled in."""
+        variant = self._variant(conn, variant_id, reader.language, cutoff)
+        return self.composer.build(
+            variant, recipient, self.tokens.preferences(reader.public_id, reader.link_generation),
+            self.tokens.unsubscribe(reader.public_id), feedback_id, utf8=utf8,
+        )
 
     def _variant(self, conn: Connection, variant_id: int, language: str, cutoff) -> VariantMail:  # type: ignore[no-untyped-def]
         key = (variant_id, language)
@@ -314,10 +298,9 @@ class ChunkSender:
 
     def _retry(self, conn: Connection, items: list[Claimed], created_at, error: str, result: ChunkResult) -> None:  # type: ignore[no-untyped-def]
         now = utcnow()
-        give_up_at = created_at + timedelta(seconds=self.settings.retry_give_up_seconds)
         for item in items:
-            delay = self.settings.retry_base_seconds * (2 ** max(item.attempts - 1, 0))
-            if now + timedelta(seconds=delay) > give_up_at:
+            delay = delivery.retry_delay(self.settings, item.attempts, created_at, now)
+            if delay is None:
                 self._finish(conn, item.id, DeliveryStatus.FAILED, f"gave up after {item.attempts} tries: {error}")
                 result.failed += 1
                 continue

@@ -1,1 +1,2 @@
-"""Mail: composing from templates/email, digest rendering, DKIM, the SMTP transport, the send rate, the outbox."""
+"""Mail: composing from templates/email, digest rendering, DKIM, the SMTP transport, the send rate, the one
+delivery step every mail takes, the outbox."""

@@ -4,26 +4,34 @@ then delivered by id, exactly once per success, with retries and a give-up time.
 A delivery is claimed with a lease before anything is sent, and marked sent only after the
 relay accepted it: a crash in between leaves the row claimed until the lease expires, when
 the reconciler queues it again (at most that one in-flight message is doubled).
+
+The mail itself goes through the delivery step every mail takes (mail/delivery.py); this
+module composes it, keeps the row's bookkeeping (claim, retry, finish) and hands what the
+outcome means for the reader to the subscriber lifecycle. The rows are written by the
+lifecycle (subscriptions.add_outbox_message), their kinds are models.OutboxKind.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
+from newsletter.subscribers import subscriptions
 from newsletter.subscribers.consent import LANGUAGES
+from newsletter.subscribers.subscriptions import DATA_STATES
 from newsletter.db import Database
+from newsletter.mail import delivery
+from newsletter.mail.delivery import Kind
 from newsletter.mail.dkim import signer_for
-from newsletter.mail.compose import MailBuildError, Renderer, ascii_address, build_message, list_headers, verp_sender
+from newsletter.mail.compose import Renderer, build_message, list_headers, verp_sender
 from newsletter.models import (
     HARD_SUPPRESSIONS,
-    ConsentEvent,
-    OperatorAlarm,
+    OutboxKind,
     OutboxMessage,
     OutboxStatus,
     Subscriber,
@@ -32,28 +40,16 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.tokens import tokens_for
-from newsletter.mail.transport import (
-    BounceError,
-    PolicyError,
-    SmtpTransport,
-    TemporaryError,
-    UnsendableError,
-    redact_addresses,
-)
+from newsletter.mail.transport import SmtpTransport
 
 log = logging.getLogger(__name__)
 
-CONFIRM = "confirm"
-WELCOME = "welcome"
-MANAGE = "manage"
-# A fresh, expiring link to a reader's data export and erasure (STANDARDS 14, 26).
-DATA = "data"
+CONFIRM = OutboxKind.CONFIRM
+WELCOME = OutboxKind.WELCOME
+MANAGE = OutboxKind.MANAGE
+DATA = OutboxKind.DATA
 # A mail_build alarm is raised at most once in this long (see _send).
 ALARM_QUIET = timedelta(minutes=10)
-
-# Everyone we hold data about and may mail may ask for it (Art. 15 DSGVO); bounced and
-# complained addresses are not mailed at all.
-DATA_STATES = frozenset({SubscriberStatus.PENDING, SubscriberStatus.CONFIRMED, SubscriberStatus.UNSUBSCRIBED})
 
 # Which subscriber states each kind of mail may still go to when its turn comes.
 _ALLOWED = {
@@ -64,16 +60,11 @@ _ALLOWED = {
 }
 
 
-def add_message(session: Session, subscriber: Subscriber, kind: str) -> OutboxMessage:
-    """Add an outbox row for `subscriber` to the session; queue its id after the commit."""
-    message = OutboxMessage(kind=kind, subscriber_id=subscriber.id, queued_at=utcnow())
-    session.add(message)
-    session.flush()
-    return message
-
-
 @dataclass(frozen=True)
-class Outcome:
+class SendResult:
+    """What `deliver` did with a message: its row's status (or skipped, retry), why, and
+    for a retry the seconds until it is due."""
+
     status: str
     detail: str = ""
     retry_in: float | None = None
@@ -107,111 +98,80 @@ def deliver(
     message_id: int,
     transport: SmtpTransport | None = None,
     renderer: Renderer | None = None,
-) -> Outcome:
+) -> SendResult:
     """Send outbox message `message_id` if it is due. Safe to call any number of times."""
     with database.session_scope() as session:
         if not claim(session, message_id, settings.send_lease_seconds):
-            return Outcome("skipped", "not due or already taken")
+            return SendResult("skipped", "not due or already taken")
 
     renderer = renderer or Renderer(settings)
     own_transport = transport is None
     transport = transport or SmtpTransport(settings)
     try:
-        outcome = _send(database, settings, message_id, transport, renderer)
+        result = _send(database, settings, message_id, transport, renderer)
     finally:
         if own_transport:
             transport.close()
-    return outcome
+    return result
 
 
 def _send(
     database: Database, settings: Settings, message_id: int, transport: SmtpTransport, renderer: Renderer
-) -> Outcome:
+) -> SendResult:
     with database.session_scope() as session:
         message = session.get(OutboxMessage, message_id)
         if message is None:
-            return Outcome("skipped", "gone")
+            return SendResult("skipped", "gone")
         subscriber = session.get(Subscriber, message.subscriber_id)
         if subscriber is None or subscriber.status not in _ALLOWED.get(message.kind, set()):
             state = subscriber.status if subscriber else "erased"
             _finish(session, message_id, OutboxStatus.CANCELLED, f"not needed any more: subscriber {state}")
-            return Outcome(OutboxStatus.CANCELLED)
+            return SendResult(OutboxStatus.CANCELLED)
         suppressed = session.get(Suppression, subscriber.email_hash)
         if suppressed is not None and suppressed.reason in HARD_SUPPRESSIONS:
             _finish(session, message_id, OutboxStatus.CANCELLED, f"suppressed: {suppressed.reason}")
-            return Outcome(OutboxStatus.CANCELLED)
+            return SendResult(OutboxStatus.CANCELLED)
         kind, attempts, created_at = message.kind, message.attempts, message.created_at
         email, language, public_id = subscriber.email, subscriber.language, subscriber.public_id
         status, generation = subscriber.status, subscriber.link_generation
         if kind == CONFIRM:
             language = _requested_language(message.payload, language)
 
-    try:
-        utf8 = transport.smtputf8
-        # The ASCII form wherever there is one (an IDN domain as A-labels): a later hop
-        # may lack SMTPUTF8; only a local part that is not ASCII needs it.
-        recipient = ascii_address(email) or (email if utf8 else None)
-        if recipient is None:
-            raise UnsendableError(0, "the address needs SMTPUTF8 and the relay does not offer it")
-        # Raw UTF-8 headers only in an SMTPUTF8 transaction: every other mail keeps its
-        # Subject as RFC 2047 encoded-words (STANDARDS 21), whatever the relay offers.
-        needs_utf8 = utf8 and not recipient.isascii()
-        try:
-            composed, headers = _compose(settings, renderer, kind, language, public_id, status, message_id, generation)
-            data, rfc_message_id = build_message(settings, composed, to=recipient, headers=headers, utf8=needs_utf8)
-            signer = signer_for(settings)
-            if signer is not None:
-                data = signer.sign(data)  # the welcome mail carries the List-* headers too (STANDARDS 7)
-        except Exception as exc:  # noqa: BLE001 - any fault of ours in building it: see MailBuildError
-            raise MailBuildError(f"{kind} mail {message_id}: {type(exc).__name__}: {exc}") from exc
-        transport.send(verp_sender(settings, public_id), recipient, data, utf8=needs_utf8)
-    except MailBuildError as exc:
-        log.exception("could not build a mail (operator action needed)")
+    def build(recipient: str, utf8: bool) -> tuple[bytes, str]:
+        composed, headers = _compose(settings, renderer, kind, language, public_id, status, message_id, generation)
+        data, rfc_message_id = build_message(settings, composed, to=recipient, headers=headers, utf8=utf8)
+        signer = signer_for(settings)
+        if signer is not None:
+            data = signer.sign(data)  # the welcome mail carries the List-* headers too (STANDARDS 7)
+        return data, rfc_message_id
+
+    outcome = delivery.send(transport, verp_sender(settings, public_id), email, build,
+                            what=f"{kind} mail {message_id}")
+    if outcome.kind == Kind.SENT:
+        with database.session_scope() as session:
+            _finish(session, message_id, OutboxStatus.SENT, None, outcome.message_id)
+            if kind == CONFIRM:
+                subscriptions.confirmation_sent(session, public_id, outcome.message_id)
+        return SendResult(OutboxStatus.SENT)
+    if outcome.kind == Kind.BUILD:
+        log.error("could not build a mail (operator action needed)", exc_info=outcome.error)
         with database.session_scope() as session:
             # One alarm for a burst: a missing DKIM key fails every mail, each on every try.
-            recent = session.scalar(select(OperatorAlarm.id).where(
-                OperatorAlarm.kind == MailBuildError.ALARM, OperatorAlarm.at > utcnow() - ALARM_QUIET).limit(1))
-            if recent is None:
-                # Redacted: an exception of our own may quote the address (STANDARDS 33).
-                session.add(OperatorAlarm(kind=MailBuildError.ALARM, message=redact_addresses(str(exc))[:1000]))
-        return _retry_or_give_up(database, settings, message_id, attempts, created_at, str(exc))
-    except TemporaryError as exc:
-        return _retry_or_give_up(database, settings, message_id, attempts, created_at, str(exc))
-    except PolicyError as exc:
-        # Named by its outbox id, never by the reader (the reply is redacted by the transport).
-        where = f"outbox {message_id} ({kind} mail)"
-        log.error("%s: relay refuses our mail (operator action needed): %s", where, exc)
+            delivery.build_alarm(session.connection(), outcome, quiet=ALARM_QUIET)
+    elif outcome.kind == Kind.POLICY:
         with database.session_scope() as session:
-            session.add(OperatorAlarm(kind="smtp_policy", message=f"{where}: {exc}"[:1000]))
-        return _retry_or_give_up(database, settings, message_id, attempts, created_at, str(exc))
-    except BounceError as exc:
+            # Named by its outbox id, never by the reader (the reply is redacted by the transport).
+            delivery.policy_alarm(session.connection(), f"outbox {message_id} ({kind} mail)", outcome)
+    elif outcome.kind == Kind.BOUNCED:
         with database.session_scope() as session:
-            _finish(session, message_id, OutboxStatus.BOUNCED, str(exc))
-            mark_bounced(session, public_id, str(exc))
-        return Outcome(OutboxStatus.BOUNCED, str(exc))
-    except UnsendableError as exc:
+            _finish(session, message_id, OutboxStatus.BOUNCED, outcome.detail)
+            subscriptions.mark_bounced(session, public_id, outcome.detail)
+        return SendResult(OutboxStatus.BOUNCED, outcome.detail)
+    elif outcome.kind == Kind.UNSENDABLE:
         with database.session_scope() as session:
-            _finish(session, message_id, OutboxStatus.FAILED, str(exc))
-        return Outcome(OutboxStatus.FAILED, str(exc))
-
-    with database.session_scope() as session:
-        _finish(session, message_id, OutboxStatus.SENT, None, rfc_message_id)
-        if kind == CONFIRM:
-            sub = session.scalar(select(Subscriber).where(Subscriber.public_id == public_id))
-            if sub is not None:
-                sent_at = utcnow()
-                sub.confirmation_sent_at = sent_at  # when it left, not when it was asked for
-                session.add(
-                    ConsentEvent(
-                        subscriber_public_id=public_id,
-                        email_hash=sub.email_hash,
-                        event="confirmation_sent",
-                        at=sent_at,
-                        channel="email",
-                        detail={"message_id": rfc_message_id},
-                    )
-                )
-    return Outcome(OutboxStatus.SENT)
+            _finish(session, message_id, OutboxStatus.FAILED, outcome.detail)
+        return SendResult(OutboxStatus.FAILED, outcome.detail)
+    return _retry_or_give_up(database, settings, message_id, attempts, created_at, outcome.detail)
 
 
 def _requested_language(payload: object, default: str) -> str:
@@ -265,15 +225,14 @@ def _finish(
 
 
 def _retry_or_give_up(
-    database: Database, settings: Settings, message_id: int, attempts: int, created_at: object, error: str
-) -> Outcome:
+    database: Database, settings: Settings, message_id: int, attempts: int, created_at: datetime, error: str
+) -> SendResult:
     now = utcnow()
-    delay = settings.retry_base_seconds * (2 ** max(attempts - 1, 0))
-    give_up_at = created_at + timedelta(seconds=settings.retry_give_up_seconds)  # type: ignore[operator]
+    delay = delivery.retry_delay(settings, attempts, created_at, now)
     with database.session_scope() as session:
-        if now + timedelta(seconds=delay) > give_up_at:
+        if delay is None:
             _finish(session, message_id, OutboxStatus.FAILED, f"gave up after {attempts} tries: {error}")
-            return Outcome(OutboxStatus.FAILED, error)
+            return SendResult(OutboxStatus.FAILED, error)
         session.execute(
             update(OutboxMessage)
             .where(OutboxMessage.id == message_id)
@@ -286,23 +245,7 @@ def _retry_or_give_up(
             )
         )
     log.warning("outbox %s: temporary failure, retry in %.0f s: %s", message_id, delay, error)
-    return Outcome("retry", error, retry_in=delay)
-
-
-def mark_bounced(session: Session, public_id: str, detail: str) -> None:
-    """A permanent failure for this subscriber's address: stop mailing it for good."""
-    sub = session.scalar(select(Subscriber).where(Subscriber.public_id == public_id))
-    if sub is None:
-        return
-    sub.status = SubscriberStatus.BOUNCED
-    if session.get(Suppression, sub.email_hash) is None:
-        session.add(Suppression(email_hash=sub.email_hash, reason="bounced"))
-    session.add(
-        ConsentEvent(
-            subscriber_public_id=public_id, email_hash=sub.email_hash, event="bounced",
-            channel="smtp", detail={"reply": detail[:300]},
-        )
-    )
+    return SendResult("retry", error, retry_in=delay)
 
 
 def due_for_requeue(session: Session, grace_seconds: float) -> list[int]:

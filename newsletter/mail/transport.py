@@ -17,6 +17,7 @@ import re
 import smtplib
 import socket
 import ssl
+from enum import StrEnum
 from types import TracebackType
 
 from newsletter.config import Settings
@@ -34,15 +35,26 @@ def redact_addresses(text: str) -> str:
     return _ADDRESS.sub(REDACTED, text)
 
 
+class Stage(StrEnum):
+    """Where in the conversation the relay said no: what it refused (us or one reader)."""
+
+    CONNECT = "connect"  # connecting, EHLO, STARTTLS, AUTH, or the connection lost
+    MAIL = "mail"  # MAIL FROM: our envelope sender
+    RCPT = "rcpt"  # RCPT TO: the one recipient of the message
+    DATA = "data"  # the message, after the recipient was accepted
+    NONE = ""  # not in the conversation (e.g. an address this relay cannot take)
+
+
 class DeliveryError(Exception):
     """The relay did not accept a message. `code` is the SMTP reply code (0: no reply);
-    `detail` is what it said, without any address in it."""
+    `detail` is what it said, without any address in it; `stage` where it said it."""
 
-    def __init__(self, code: int, detail: str) -> None:
+    def __init__(self, code: int, detail: str, stage: Stage = Stage.NONE) -> None:
         detail = redact_addresses(detail)[:400]
         super().__init__(f"{code} {detail}".strip())
         self.code = code
         self.detail = detail
+        self.stage = stage
 
 
 class TemporaryError(DeliveryError):
@@ -68,19 +80,22 @@ def _text(raw: bytes | str) -> str:
     return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
 
 
-def classify(code: int, raw_detail: bytes | str, *, sender_side: bool = False) -> DeliveryError:
-    """Turn an SMTP reply into the error that says what to do about it."""
+def classify(
+    code: int, raw_detail: bytes | str, *, sender_side: bool = False, stage: Stage = Stage.NONE
+) -> DeliveryError:
+    """Turn an SMTP reply into the error that says what to do about it. `stage` only
+    travels with the error (what it means is decided by the reply and `sender_side`)."""
     detail = _text(raw_detail)  # cut short (and redacted) by DeliveryError, not before
     enhanced = _ENHANCED.match(detail)
     if 400 <= code < 500:
-        return TemporaryError(code, detail)
+        return TemporaryError(code, detail, stage)
     if enhanced and enhanced.group(1) == "5" and enhanced.group(2) == "7":
-        return PolicyError(code, detail)
+        return PolicyError(code, detail, stage)
     if sender_side and code >= 500:
-        return PolicyError(code, detail)
+        return PolicyError(code, detail, stage)
     if code >= 500:
-        return BounceError(code, detail)
-    return TemporaryError(code, detail)
+        return BounceError(code, detail, stage)
+    return TemporaryError(code, detail, stage)
 
 
 def _login(conn: smtplib.SMTP, username: str, password: str) -> None:
@@ -140,14 +155,17 @@ class SmtpTransport:
                 conn.ehlo()
             if s.smtp_username:
                 _login(conn, s.smtp_username, s.smtp_password)
+        except PolicyError as exc:
+            exc.stage = Stage.CONNECT  # STARTTLS missing, or AUTH PLAIN missing for a non-ASCII login
+            raise
         except smtplib.SMTPAuthenticationError as exc:
-            raise PolicyError(exc.smtp_code, "SMTP AUTH refused: " + _text(exc.smtp_error)) from None
+            raise PolicyError(exc.smtp_code, "SMTP AUTH refused: " + _text(exc.smtp_error), Stage.CONNECT) from None
         except smtplib.SMTPNotSupportedError as exc:
-            raise PolicyError(0, f"the relay does not support what the settings ask for: {exc}") from None
+            raise PolicyError(0, f"the relay does not support what the settings ask for: {exc}", Stage.CONNECT) from None
         except smtplib.SMTPResponseException as exc:
-            raise classify(exc.smtp_code, exc.smtp_error, sender_side=True) from None
+            raise classify(exc.smtp_code, exc.smtp_error, sender_side=True, stage=Stage.CONNECT) from None
         except (OSError, smtplib.SMTPException) as exc:
-            raise TemporaryError(0, f"cannot reach {s.smtp_host}:{s.smtp_port}: {exc}") from None
+            raise TemporaryError(0, f"cannot reach {s.smtp_host}:{s.smtp_port}: {exc}", Stage.CONNECT) from None
         self._conn = conn
         return conn
 
@@ -164,9 +182,9 @@ class SmtpTransport:
             refused = conn.sendmail(envelope_from, [recipient], data, mail_options=options)
         except smtplib.SMTPRecipientsRefused as exc:
             code, detail = next(iter(exc.recipients.values()))
-            raise classify(code, detail) from None
+            raise classify(code, detail, stage=Stage.RCPT) from None
         except smtplib.SMTPSenderRefused as exc:
-            raise classify(exc.smtp_code, exc.smtp_error, sender_side=True) from None
+            raise classify(exc.smtp_code, exc.smtp_error, sender_side=True, stage=Stage.MAIL) from None
         except smtplib.SMTPNotSupportedError as exc:
             raise UnsendableError(0, str(exc)) from None
         except UnicodeEncodeError:
@@ -177,13 +195,15 @@ class SmtpTransport:
         except smtplib.SMTPResponseException as exc:
             if exc.smtp_code in (421, -1):
                 self._drop()
-            raise classify(exc.smtp_code, exc.smtp_error) from None
+            # sendmail's only other replies: DATA's, and EHLO/HELO's before MAIL.
+            stage = Stage.DATA if isinstance(exc, smtplib.SMTPDataError) else Stage.CONNECT
+            raise classify(exc.smtp_code, exc.smtp_error, stage=stage) from None
         except (OSError, smtplib.SMTPServerDisconnected, socket.timeout) as exc:
             self._drop()
-            raise TemporaryError(0, f"connection lost: {exc}") from None
+            raise TemporaryError(0, f"connection lost: {exc}", Stage.CONNECT) from None
         if refused:
             code, detail = next(iter(refused.values()))
-            raise classify(code, detail)
+            raise classify(code, detail, stage=Stage.RCPT)
 
     def _reset(self) -> None:
         try:

@@ -16,11 +16,12 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
-from newsletter.mail import outbox
 from newsletter.subscribers.mailbox import mailbox_hash
+from newsletter.subscribers.subscriptions import add_outbox_message
 from newsletter.models import (
     ConfirmationMail,
     ConsentEvent,
+    OutboxKind,
     Subscriber,
     SubscriberStatus,
     Suppression,
@@ -194,5 +195,5 @@ def _save(session: Session, item: ImportRow, report: ImportReport, source: str) 
     ))
     # Counted in the mailbox's budget, so that the form cannot mail it again today.
     session.add(ConfirmationMail(mailbox_hash=mailbox_hash(item.email), sent_at=now))
-    report.outbox_ids.append(outbox.add_message(session, sub, outbox.CONFIRM).id)
+    report.outbox_ids.append(add_outbox_message(session, sub, OutboxKind.CONFIRM).id)
     report.pending += 1

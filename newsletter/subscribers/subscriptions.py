@@ -1,6 +1,8 @@
 """The subscriber lifecycle as explicit steps: signup, confirm, unsubscribe, preferences,
 export, erase, purge. Each takes a Session, leaves committing to its caller, and returns
-the outbox ids to queue once the caller has committed."""
+the outbox ids to queue once the caller has committed. What a mail's delivery means for
+its reader (a bounce, a confirmation mail that left) is recorded here too, called by the
+senders with the outcome."""
 
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ from sqlalchemy import Connection, and_, bindparam, case, delete, func, literal_
 from sqlalchemy.orm import Session
 
 from newsletter.subscribers import consent
-from newsletter.mail import outbox
 from newsletter.subscribers.mailbox import lock_mailbox, mailbox_hash
 from newsletter.models import (
     HARD_SUPPRESSIONS,
@@ -20,6 +21,7 @@ from newsletter.models import (
     ConfirmResult,
     ConsentEvent,
     LinkMail,
+    OutboxKind,
     OutboxMessage,
     OutboxStatus,
     Subscriber,
@@ -51,6 +53,9 @@ PROOF_EVENTS = ("signup", "imported", "confirmation_sent", "confirmed", "unsubsc
 # The unsubscribe page's optional question offers these; free text is not kept, so that
 # the withdrawal record holds nothing a person typed about themselves.
 UNSUBSCRIBE_REASONS = ("found_job", "too_many", "not_relevant", "other")
+# Everyone we hold data about and may mail may ask for it (Art. 15 DSGVO); bounced and
+# complained addresses are not mailed at all.
+DATA_STATES = frozenset({SubscriberStatus.PENDING, SubscriberStatus.CONFIRMED, SubscriberStatus.UNSUBSCRIBED})
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,14 @@ def _event(session: Session, sub: Subscriber, event: str, origin: Origin | None 
             detail=extra or None,
         )
     )
+
+
+def add_outbox_message(session: Session, sub: Subscriber, kind: OutboxKind) -> OutboxMessage:
+    """Add an outbox row for `sub` to the session; queue its id after the commit."""
+    message = OutboxMessage(kind=kind, subscriber_id=sub.id, queued_at=utcnow())
+    session.add(message)
+    session.flush()
+    return message
 
 
 def _hard_suppressed(session: Session, hashed: str) -> bool:
@@ -186,7 +199,7 @@ def _remind(conn: Connection, row: Any, now: datetime) -> list[int]:
     if not _due(row.manage_link_sent_at, CONFIRMATION_INTERVAL, now):
         return []
     conn.execute(update(Subscriber).where(Subscriber.id == row.id).values(manage_link_sent_at=now))
-    return [_insert_outbox(conn, row.id, outbox.MANAGE, now)]
+    return [_insert_outbox(conn, row.id, OutboxKind.MANAGE, now)]
 
 
 def _back_to_pending(status: str, now: datetime) -> dict[str, object]:
@@ -220,7 +233,7 @@ def _queue_confirmation(
     conn: Connection, subscriber_id: int, mailbox: str, now: datetime, requested: dict[str, str] | None = None
 ) -> int:
     conn.execute(_INSERT_MAIL, {"mailbox_hash": mailbox, "sent_at": now})
-    return _insert_outbox(conn, subscriber_id, outbox.CONFIRM, now, requested)
+    return _insert_outbox(conn, subscriber_id, OutboxKind.CONFIRM, now, requested)
 
 
 def _insert_outbox(
@@ -255,7 +268,7 @@ def confirm(
     sub.unsubscribed_at = None
     session.execute(delete(Suppression).where(Suppression.email_hash == sub.email_hash))
     _event(session, sub, "confirmed", origin)
-    return ConfirmResult.CONFIRMED, [outbox.add_message(session, sub, outbox.WELCOME).id]
+    return ConfirmResult.CONFIRMED, [add_outbox_message(session, sub, OutboxKind.WELCOME).id]
 
 
 def requested_preferences(session: Session, sub: Subscriber, message_id: int | None) -> Preferences | None:
@@ -265,7 +278,7 @@ def requested_preferences(session: Session, sub: Subscriber, message_id: int | N
     if message_id is None:
         return None
     message = session.get(OutboxMessage, message_id)
-    if message is None or message.kind != outbox.CONFIRM or message.subscriber_id != sub.id:
+    if message is None or message.kind != OutboxKind.CONFIRM or message.subscriber_id != sub.id:
         return None
     payload = message.payload
     if not isinstance(payload, dict):
@@ -289,7 +302,7 @@ def unsubscribe(session: Session, sub: Subscriber, origin: Origin, reason: str |
     session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.subscriber_id == sub.id, OutboxMessage.status == OutboxStatus.PENDING,
-               OutboxMessage.kind != outbox.DATA)
+               OutboxMessage.kind != OutboxKind.DATA)
         .values(status=OutboxStatus.CANCELLED, last_error="not needed any more: subscriber unsubscribed")
     )
     if session.get(Suppression, sub.email_hash) is None:
@@ -313,9 +326,9 @@ def update_preferences(session: Session, sub: Subscriber, prefs: Preferences, or
 # What /manage mails: a reader gets the settings and a data link; anyone else we hold data
 # about only the data link (Art. 15 DSGVO). Bounced and complained addresses get nothing.
 _LINK_MAIL = {
-    SubscriberStatus.CONFIRMED: outbox.MANAGE,
-    SubscriberStatus.PENDING: outbox.DATA,
-    SubscriberStatus.UNSUBSCRIBED: outbox.DATA,
+    SubscriberStatus.CONFIRMED: OutboxKind.MANAGE,
+    SubscriberStatus.PENDING: OutboxKind.DATA,
+    SubscriberStatus.UNSUBSCRIBED: OutboxKind.DATA,
 }
 
 
@@ -357,7 +370,7 @@ def request_manage_link(session: Session, email: str, origin: Origin) -> list[in
         return []
     sub.manage_link_sent_at = now
     _event(session, sub, "manage_link_requested", origin)
-    return [outbox.add_message(session, sub, kind).id]
+    return [add_outbox_message(session, sub, kind).id]
 
 
 def request_data_link(session: Session, sub: Subscriber, origin: Origin) -> list[int]:
@@ -365,7 +378,7 @@ def request_data_link(session: Session, sub: Subscriber, origin: Origin) -> list
     link-mail budget (three a day with /manage's, ten minutes apart). The caller answers
     the same either way. The request goes into the log (who asked: IP, browser), which the
     export shows; it is no consent proof and goes with an erasure."""
-    if sub.status not in outbox.DATA_STATES:
+    if sub.status not in DATA_STATES:
         return []
     now = utcnow()
     conn, mailbox = session.connection(), mailbox_hash(sub.email)
@@ -373,7 +386,30 @@ def request_data_link(session: Session, sub: Subscriber, origin: Origin) -> list
     if not _link_mail(conn, mailbox, now, from_manage=False):
         return []
     _event(session, sub, "data_link_requested", origin, at=now)
-    return [outbox.add_message(session, sub, outbox.DATA).id]
+    return [add_outbox_message(session, sub, OutboxKind.DATA).id]
+
+
+def confirmation_sent(session: Session, public_id: str, message_id: str | None) -> None:
+    """The relay accepted `public_id`'s confirmation mail `message_id`: part of the proof of
+    the double opt-in (STANDARDS 11), timed when it left, not when it was asked for."""
+    sub = find(session, public_id)
+    if sub is None:
+        return
+    sent_at = utcnow()
+    sub.confirmation_sent_at = sent_at
+    _event(session, sub, "confirmation_sent", Origin(channel="email"), at=sent_at, message_id=message_id)
+
+
+def mark_bounced(session: Session, public_id: str, detail: str) -> None:
+    """A permanent failure for this subscriber's address (`detail`: the relay's reply,
+    addresses redacted): stop mailing it for good."""
+    sub = find(session, public_id)
+    if sub is None:
+        return
+    sub.status = SubscriberStatus.BOUNCED
+    if session.get(Suppression, sub.email_hash) is None:
+        session.add(Suppression(email_hash=sub.email_hash, reason="bounced"))
+    _event(session, sub, "bounced", Origin(channel="smtp"), reply=detail[:300])
 
 
 def _iso(value: datetime | None) -> str | None:
