@@ -318,6 +318,7 @@ def send_edition(settings: Any, sink: digest_sink.Sink, min_rate: float,
     from sqlalchemy import func, select
 
     from newsletter.editions import planning
+    from newsletter.editions import state as edition_state
     from newsletter.models import Edition, EditionVariant
     from newsletter import job_context, queueing
 
@@ -341,7 +342,7 @@ def send_edition(settings: Any, sink: digest_sink.Sink, min_rate: float,
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             with ctx.database.session_scope() as session:
-                counts = planning.counts(session, edition_id)
+                counts = edition_state.counts(session, edition_id)
                 state = session.get(Edition, edition_id).state  # type: ignore[union-attr]
                 run.variants = int(session.scalar(
                     select(func.count()).select_from(EditionVariant).where(EditionVariant.edition_id == edition_id)) or 0)

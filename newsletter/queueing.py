@@ -21,7 +21,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from newsletter import job_context
-from newsletter.editions import planning
+from newsletter.editions import state
 from newsletter.editions.sending import SCHEDULE_MARGIN_SECONDS, ChunkSender
 from newsletter.mail import outbox
 from newsletter.models import OutboxMessage
@@ -123,7 +123,7 @@ def queue_edition(session: Session, redis: Redis, edition_id: int, chunk_size: i
     """Queue a send job for every chunk of a committed edition's unfinished deliveries;
     returns how many. Raises RedisError when Redis does not answer: nothing is lost, the
     reconciler queues the chunks of every sending edition once it is back."""
-    chunks = planning.open_chunks(session, edition_id, chunk_size)
+    chunks = state.open_chunks(session, edition_id, chunk_size)
     for lo, hi, _ in chunks:
         queue_chunk(redis, edition_id, lo, hi)
     return len(chunks)

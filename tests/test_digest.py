@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from newsletter.editions import planning
+from newsletter.editions import planning, schedule, state
 from newsletter.listings import matching
 from newsletter.db import Database
 from newsletter.models import (
@@ -66,21 +66,21 @@ def utc(text: str) -> datetime:
 
 def test_slots_stay_at_eight_in_berlin_across_daylight_saving():
     # 17 March is winter time (UTC+1); 31 March, two weeks later, is summer time (UTC+2).
-    assert planning.latest_slot(BERLIN, utc("2026-03-17T06:59")) is None
-    assert planning.latest_slot(BERLIN, utc("2026-03-17T07:00")) == utc("2026-03-17T07:00")
-    assert planning.latest_slot(BERLIN, utc("2026-03-30T23:00")) == utc("2026-03-17T07:00")
-    assert planning.latest_slot(BERLIN, utc("2026-03-31T06:00")) == utc("2026-03-31T06:00")
-    assert planning.latest_slot(BERLIN, utc("2026-10-27T12:00")) == utc("2026-10-27T07:00")  # winter again
+    assert schedule.latest_slot(BERLIN, utc("2026-03-17T06:59")) is None
+    assert schedule.latest_slot(BERLIN, utc("2026-03-17T07:00")) == utc("2026-03-17T07:00")
+    assert schedule.latest_slot(BERLIN, utc("2026-03-30T23:00")) == utc("2026-03-17T07:00")
+    assert schedule.latest_slot(BERLIN, utc("2026-03-31T06:00")) == utc("2026-03-31T06:00")
+    assert schedule.latest_slot(BERLIN, utc("2026-10-27T12:00")) == utc("2026-10-27T07:00")  # winter again
 
 
 def test_a_tick_makes_one_edition_per_period_and_one_catch_up_after_downtime(database, settings):
     own = replace(settings, digest_first="2026-01-06T08:00", digest_interval_days=14)
     with database.session_scope() as session:
-        first = planning.tick(session, own, now=utc("2026-01-06T07:30"))
-        again = planning.tick(session, own, now=utc("2026-01-06T09:00"))
+        first = schedule.tick(session, own, now=utc("2026-01-06T07:30"))
+        again = schedule.tick(session, own, now=utc("2026-01-06T09:00"))
         # Down from before the 20 Jan slot until after the 3 Feb one: one edition, not two.
-        caught_up = planning.tick(session, own, now=utc("2026-02-05T10:00"))
-        later = planning.tick(session, own, now=utc("2026-02-06T10:00"))
+        caught_up = schedule.tick(session, own, now=utc("2026-02-05T10:00"))
+        later = schedule.tick(session, own, now=utc("2026-02-06T10:00"))
     assert first is not None and again is None and later is None
     assert caught_up is not None and caught_up.period == utc("2026-02-03T07:00")
     with database.session_scope() as session:
@@ -94,10 +94,10 @@ def test_a_due_edition_waits_while_the_last_one_is_paused_then_gets_its_listings
         add_reader(session, "held@example.org")
     with database.session_scope() as session:
         first = planning.create_edition(session, own, "cli")
-        planning.set_state(session, first.id, "pause")
-        assert planning.tick(session, own) is None  # the slot is due, but the paused one holds it
-        planning.set_state(session, first.id, "cancel")
-        due = planning.tick(session, own)
+        state.set_state(session, first.id, "pause")
+        assert schedule.tick(session, own) is None  # the slot is due, but the paused one holds it
+        state.set_state(session, first.id, "cancel")
+        due = schedule.tick(session, own)
         assert due is not None and due.listing_count == 1 and due.planned == 1
 
 
@@ -115,7 +115,7 @@ def test_two_schedulers_ticking_at_once_make_one_edition(database, settings):
         barrier.wait()
         try:
             with db.session_scope() as session:
-                edition = planning.tick(session, own, now=now)
+                edition = schedule.tick(session, own, now=now)
                 results.append(edition.id if edition else None)
         except Exception as exc:  # noqa: BLE001 - a lost race must not be an error either
             results.append(exc)
@@ -248,7 +248,7 @@ def test_a_non_ascii_list_name_goes_out_encoded_and_the_digest_is_sent(database,
     assert mail.message["List-Id"] == "Stellenbörse Süd <jobs-newsletter.jobs.example.org>"
     assert mail.data.split(b"\r\n\r\n", 1)[0].isascii()
     with database.session_scope() as session:
-        assert planning.counts(session, edition_id)["sent"] == 1
+        assert state.counts(session, edition_id)["sent"] == 1
 
 
 def test_dkim_signature_covers_and_oversigns_the_list_headers(database, settings, smtp, drain, tmp_path):
@@ -275,7 +275,7 @@ def test_bounce_suppresses_and_policy_rejection_alarms_and_holds_the_chunk(datab
     edition_id = send_now(database, settings, drain)
     assert [m.rcpt_tos[0] for m in smtp.messages] == ["fine@example.org"]
     with database.session_scope() as session:
-        counts = planning.counts(session, edition_id)
+        counts = state.counts(session, edition_id)
         assert counts["bounced"] == 1 and counts["sent"] == 1 and counts["queued"] == 2
         assert session.scalar(select(Subscriber.status).where(Subscriber.email == "gone@example.org")) == "bounced"
         assert session.get(Suppression, email_hash("gone@example.org")).reason == "bounced"
@@ -310,7 +310,7 @@ def test_digests_that_cannot_be_built_wait_for_a_retry_with_one_alarm(database, 
     edition_id = send_now(database, own, drain)
     assert smtp.messages == []
     with database.session_scope() as session:
-        assert planning.counts(session, edition_id)["queued"] == 3
+        assert state.counts(session, edition_id)["queued"] == 3
         assert {d.status for d in session.scalars(select(Delivery))} == {"pending"}
         [alarm] = session.scalars(select(OperatorAlarm))
         assert alarm.kind == "mail_build" and f"edition {edition_id}" in alarm.message
@@ -344,31 +344,31 @@ def test_pause_resume_and_cancel(database, settings, smtp, drain):
             add_reader(session, f"r{n}@example.org")
     with database.session_scope() as session:
         edition_id = planning.create_edition(session, settings, "test").id
-        planning.set_state(session, edition_id, "pause")
+        state.set_state(session, edition_id, "pause")
     queue_edition(settings, edition_id)
     drain()
     assert smtp.messages == []
     with database.session_scope() as session:
-        planning.set_state(session, edition_id, "resume")
+        state.set_state(session, edition_id, "resume")
     queue_edition(settings, edition_id)
     drain()
     assert len(smtp.messages) == 5
     with database.session_scope() as session:
         assert session.get(Edition, edition_id).state == "done"
-        with pytest.raises(planning.EditionError):
-            planning.set_state(session, edition_id, "cancel")
+        with pytest.raises(state.EditionError):
+            state.set_state(session, edition_id, "cancel")
 
     smtp.clear()
     with database.session_scope() as session:
         add_listing(session, 2, "Elektroniker für Betriebstechnik (m/w/d)", hours_ago=0)
     with database.session_scope() as session:
         cancelled = planning.create_edition(session, settings, "test").id
-        planning.set_state(session, cancelled, "cancel")
+        state.set_state(session, cancelled, "cancel")
     queue_edition(settings, cancelled)
     drain()
     assert smtp.messages == []
     with database.session_scope() as session:
-        assert planning.counts(session, cancelled)["cancelled"] == 5
+        assert state.counts(session, cancelled)["cancelled"] == 5
         # A cancelled edition's listings go into the next one.
         assert planning.preview(session, settings).listings[0].title.startswith("Elektroniker")
 
@@ -385,5 +385,5 @@ def test_planning_is_one_row_per_reader_even_when_run_twice(database, settings):
         planning.plan(session, edition.id, utcnow())  # the database refuses a second row per reader
     with database.session_scope() as session:
         assert session.scalar(select(func.count(func.distinct(Delivery.subscriber_id)))) == 250
-        chunks = planning.open_chunks(session, edition.id, 100)
+        chunks = state.open_chunks(session, edition.id, 100)
     assert sum(1 for _ in chunks) == 3 and chunks[0][0] == 1

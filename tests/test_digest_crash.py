@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from newsletter.editions import planning
+from newsletter.editions import state as edition_state
 from newsletter.models import Edition, Listing, Subscriber, email_hash, utcnow
 from tests.conftest import env_for
 from tests.helpers import queue_edition
@@ -66,14 +67,14 @@ def wait_for_state(database, edition_id: int, state: str, timeout: float = 120) 
                 return
         time.sleep(0.2)
     with database.session_scope() as session:
-        raise AssertionError(f"edition still {session.get(Edition, edition_id).state}: {planning.counts(session, edition_id)}")
+        raise AssertionError(f"edition still {session.get(Edition, edition_id).state}: {edition_state.counts(session, edition_id)}")
 
 
 def received(smtp) -> Counter[str]:  # type: ignore[no-untyped-def]
     return Counter(m.rcpt_tos[0] for m in smtp.messages)
 
 
-def test_three_workers_share_an_edition_and_a_sigkill_loses_nobody(settings, database, smtp, edition):
+def test_three_workers_share_an_edition_and_a_sigkill_loses_nobody(settings, database, smtp, edition, redis_conn):
     own = replace(settings, send_lease_seconds=5, send_chunk_size=20, reconcile_interval_seconds=1)
     slow_sink(smtp, 0.01)
     queue_edition(own, edition)
@@ -93,7 +94,7 @@ def test_three_workers_share_an_edition_and_a_sigkill_loses_nobody(settings, dat
     doubled = [address for address, n in counts.items() if n > 1]
     assert len(doubled) <= 1 and all(n <= 2 for n in counts.values())  # at most the one in flight
     with database.session_scope() as session:
-        assert planning.counts(session, edition)["sent"] == READERS
+        assert edition_state.counts(session, edition)["sent"] == READERS
 
 
 def test_redis_flushed_mid_send_the_reconciler_finishes_the_edition(settings, database, smtp, edition, redis_conn):
@@ -143,7 +144,7 @@ def test_a_worker_killed_between_taking_a_chunk_and_starting_it_loses_nobody(set
         assert session.get(Edition, edition).state == "done"
 
 
-def test_relay_answering_451_for_a_while_then_everything_arrives_once(settings, database, smtp, edition):
+def test_relay_answering_451_for_a_while_then_everything_arrives_once(settings, database, smtp, edition, redis_conn):
     own = replace(settings, retry_base_seconds=0.5, send_chunk_size=40)
     until = time.monotonic() + 3
     smtp.handler.rcpt_reply = lambda address: "451 4.7.1 try again later" if time.monotonic() < until else None

@@ -15,13 +15,13 @@ from rq.job import Job, JobStatus
 from sqlalchemy import select
 
 from newsletter import job_context, queueing
-from newsletter.editions import planning
+from newsletter.editions import schedule, state
 from newsletter.mail import outbox
 from newsletter.models import Edition, EditionState
 
 # Jobs queued before the send jobs moved there are stored as worker.jobs.send_*: RQ finds them here.
 from newsletter.queueing import send_chunk, send_outbox  # noqa: F401
-from newsletter.subscribers import subscriptions
+from newsletter.subscribers import retention
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def reconcile() -> int:
     with ctx.database.session_scope() as session:
         editions = list(session.scalars(select(Edition.id).where(Edition.state == EditionState.SENDING)))
         for edition_id in editions:
-            for lo, hi, lease_expired in planning.open_chunks(session, edition_id, ctx.settings.send_chunk_size, due_only=True):
+            for lo, hi, lease_expired in state.open_chunks(session, edition_id, ctx.settings.send_chunk_size, due_only=True):
                 if lease_expired:
                     # Its worker died; RQ may not notice for many minutes (PITFALLS), so a
                     # new job under a new id takes the chunk over now.
@@ -50,7 +50,7 @@ def reconcile() -> int:
                 else:
                     continue
                 chunks += 1
-            planning.finish_if_done(session, edition_id)
+            state.finish_if_done(session, edition_id)
     if ids or chunks:
         log.info("reconciler re-queued %d outbox message(s) and %d chunk(s)", len(ids), chunks)
     return len(ids) + chunks
@@ -86,7 +86,7 @@ def digest_tick() -> int | None:
     """The scheduler's check: make the current period's edition if due, then queue it."""
     ctx = job_context.get()
     with ctx.database.session_scope() as session:
-        edition = planning.tick(session, ctx.settings)
+        edition = schedule.tick(session, ctx.settings)
         edition_id = edition.id if edition is not None else None
     if edition_id is not None:
         log.info("scheduled edition %s created", edition_id)
@@ -96,18 +96,11 @@ def digest_tick() -> int | None:
 
 
 def purge() -> dict[str, int]:
-    """Delete stale unconfirmed signups, former readers' personal fields past their
-    retention, consent proof past its retention time, and the confirmation-mail and
-    link-mail budgets past their windows."""
+    """The retention purge (newsletter/subscribers/retention.py), logged when it deleted
+    anything."""
     ctx = job_context.get()
     with ctx.database.session_scope() as session:
-        unconfirmed = subscriptions.purge_unconfirmed(session, ctx.settings.unconfirmed_retention_days)
-        former = subscriptions.purge_former_readers(session, ctx.settings.former_reader_retention_days)
-        records = subscriptions.purge_consent_records(session, ctx.settings.consent_retention_days)
-        budget = subscriptions.purge_confirmation_mails(session)
-        link_budget = subscriptions.purge_link_mails(session)
-    counts = {"unconfirmed": unconfirmed, "former_readers": former, "consent_records": records,
-              "confirmation_mails": budget, "link_mails": link_budget}
+        counts = retention.purge(session, ctx.settings)
     if any(counts.values()):
         log.info("purge: %s", ", ".join(f"{key} {value}" for key, value in counts.items()))
     return counts

@@ -1,6 +1,7 @@
-"""The `newsletter` console script: checks the configuration first, then runs `worker` and
-`scheduler` without Flask (cli/processes.py) and every other command in the Flask command
-group (cli/commands.py). Whatever stops a command ends as one line on stderr (cli/errors.py)."""
+"""The `newsletter` console script, the command line's one entry point: checks the
+configuration first, then runs `worker` and `scheduler` without Flask (processes.FLASK_FREE)
+and every other command in the Flask command group (commands.py), which holds those two as
+well. Whatever stops a command ends as one line on stderr (errors.py)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import click
+from dotenv import dotenv_values
 
 from newsletter.cli.errors import fail, infrastructure_error, run_group
-from newsletter.cli.processes import light_group
+from newsletter.cli.processes import FLASK_FREE
 from newsletter.config import ConfigError, Settings, load_settings
 
-LIGHT_COMMANDS = ("worker", "scheduler")
 ENV_FILE_OPTIONS = ("-e", "--env-file")
 
 
@@ -44,8 +45,6 @@ def _load_env_file(path: str) -> None:
     """Flask's precedence: the environment over this file, this file over `.env`. Its
     values go into os.environ where the environment has none; load_settings then reads
     `.env` under them."""
-    from dotenv import dotenv_values
-
     if not Path(path).is_file():
         fail(f"-e/--env-file: no such file {path!r}", code=2)
     for key, value in dotenv_values(path, encoding="utf-8").items():
@@ -65,9 +64,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             settings = load_settings()
         except ConfigError as exc:
             fail(str(exc), code=2)
-        if args[at : at + 1] and args[at] in LIGHT_COMMANDS:
-            run_group(light_group(settings), args[at:])
+        if args[at : at + 1] and args[at] in FLASK_FREE.commands:
+            run_group(FLASK_FREE, args[at:], obj=settings)
             return
+        # Imported only here: it imports Flask, which the worker and the scheduler never load.
         from newsletter.cli import commands
 
         commands.run(settings, args)

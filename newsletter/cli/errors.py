@@ -9,6 +9,10 @@ import sys
 from typing import NoReturn
 
 import click
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DBAPIError
 
 from newsletter.config import Settings, mask_url
 
@@ -30,11 +34,6 @@ _NO_SCHEMA = re.compile(r"no such table|relation \S+ does not exist")
 def infrastructure_error(exc: BaseException, settings: Settings | None = None) -> str | None:
     """One line naming the database, Redis or file that failed us; None for anything else
     (a bug, which keeps its traceback)."""
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import RedisError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
-    from sqlalchemy.exc import DBAPIError
-
     if isinstance(exc, DBAPIError):
         where = f" {mask_url(settings.database_url)}" if settings else ""
         reason = str(exc.orig) if exc.orig is not None else str(exc)
@@ -51,11 +50,13 @@ def infrastructure_error(exc: BaseException, settings: Settings | None = None) -
     return None
 
 
-def run_group(group: click.Group, args: list[str]) -> None:
-    """Run `group` with click's errors as one line. Click's own (standalone) handling prints
-    a usage error as four lines: usage, hint, blank, error."""
+def run_group(group: click.Group, args: list[str], obj: object = None) -> None:
+    """Run `group` with click's errors as one line, `obj` as its context object (when
+    given). Click's own (standalone) handling prints a usage error as four lines: usage,
+    hint, blank, error."""
+    extra = {"obj": obj} if obj is not None else {}  # a FlaskGroup makes its own without one
     try:
-        code = group.main(args=args, prog_name="newsletter", standalone_mode=False)
+        code = group.main(args=args, prog_name="newsletter", standalone_mode=False, **extra)
     except click.exceptions.NoArgsIsHelpError as exc:  # a group without its command: its help
         exc.show()
         sys.exit(exc.exit_code)

@@ -9,8 +9,8 @@ from flask import Blueprint, Response, abort, redirect, render_template, request
 from markupsafe import Markup, escape
 
 from newsletter.demo.inbox import get_entry, list_entries
-from newsletter.editions import planning
 from newsletter.db import get_session
+from newsletter.editions import planning, state
 from newsletter.web.extensions import queue_edition_after_commit, settings
 
 bp = Blueprint("inbox", __name__, url_prefix="/dev/inbox")
@@ -39,10 +39,10 @@ def index() -> str:
 
 def _inbox(**extra: object) -> str:
     session = get_session()
-    latest = planning.latest(session)
+    latest = state.latest(session)
     return render_template(
         "inbox.html", entries=list_entries(settings().instance_path), latest=latest,
-        counts=planning.counts(session, latest.id) if latest else None,
+        counts=state.counts(session, latest.id) if latest else None,
         preview=planning.preview(session, settings()), **extra,
     )
 
@@ -54,7 +54,7 @@ def send_edition() -> Response | tuple[str, int]:
     session = get_session()
     try:
         edition = planning.create_edition(session, settings(), "demo")
-    except planning.EditionError as exc:
+    except state.EditionError as exc:
         session.rollback()
         return _inbox(refused=str(exc)), 409
     session.commit()
