@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:
@@ -50,6 +51,30 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+T = TypeVar("T")
+
+
+def retry_once_on_conflict(session: Session, step: Callable[[], T]) -> T:
+    """Run `step` and commit, and return what it returned. A concurrent insert of the same
+    unique row (the same new address, the same new listing id) makes the first try fail
+    with IntegrityError: it is rolled back and run once more, and the second try finds the
+    row the other writer made. A second collision is rolled back and raised; any other
+    error is left to the caller, session as the step left it."""
+    try:
+        result = step()
+        session.commit()
+        return result
+    except IntegrityError:
+        session.rollback()
+    try:
+        result = step()
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise
+    return result
 
 
 def ping(session: Session) -> None:

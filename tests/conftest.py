@@ -1,5 +1,10 @@
 """Fixtures against real services: SQLite and PostgreSQL, a Redis database of the tests' own
-(flushed around each test), an aiosmtpd sink and real RQ workers.
+(flushed around each test that asks for it), an aiosmtpd sink and real RQ workers.
+
+A test gets only what it asks for: `settings` and `database` are a database and settings
+alone; `redis_conn` empties the run's Redis database (`app`, `client` and `drain` ask for
+it: the app counts rate limits and queues jobs there, the worker takes them); `smtp` starts
+the sink that `settings` then sends mail to (`drain` asks for it: a worker's jobs mail).
 
 PostgreSQL: NEWSLETTER_TEST_POSTGRES=require (what .ci/run sets) fails when it does not
 answer; the default `auto` runs the PostgreSQL half only when it answers.
@@ -24,7 +29,7 @@ from newsletter.config import Settings, load_settings
 from newsletter.migrate import upgrade
 from newsletter.models import Base
 
-from .smtp_sink import SmtpSink
+from .smtp_sink import SmtpSink, free_port
 
 PG_ADMIN_URL = os.environ.get("NEWSLETTER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 PG_MODE = os.environ.get("NEWSLETTER_TEST_POSTGRES", "auto")
@@ -127,6 +132,7 @@ def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -
 
 @pytest.fixture
 def redis_conn() -> Iterator[Redis]:
+    """The run's own Redis database, empty when the test starts and emptied after it."""
     conn = Redis.from_url(REDIS_URL)
     conn.flushdb()
     yield conn
@@ -136,6 +142,7 @@ def redis_conn() -> Iterator[Redis]:
 
 @pytest.fixture
 def smtp() -> Iterator[SmtpSink]:
+    """An SMTP sink of the test's own; `settings` sends to it when the test asks for both."""
     sink = SmtpSink().start()
     yield sink
     sink.stop()
@@ -156,14 +163,18 @@ def make_settings(**overrides: Any) -> Settings:
 
 
 @pytest.fixture
-def settings(database_url: str, redis_conn: Redis, smtp: SmtpSink, tmp_path: Path) -> Settings:
+def settings(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """Settings of the test's database. Redis is only named here (ask for `redis_conn`, or
+    `app` or `drain`, to have it empty); mail goes to the `smtp` sink if the test asks for
+    one, and otherwise to a port where nothing listens."""
+    smtp_port = request.getfixturevalue("smtp").port if "smtp" in request.fixturenames else free_port()
     return make_settings(
-        database_url=database_url, smtp_port=smtp.port, instance_path=str(tmp_path / "instance")
+        database_url=database_url, smtp_port=smtp_port, instance_path=str(tmp_path / "instance")
     )
 
 
 @pytest.fixture
-def app(settings: Settings) -> Iterator[Any]:
+def app(settings: Settings, redis_conn: Redis) -> Iterator[Any]:
     from newsletter import create_app
 
     application = create_app(settings)
@@ -186,8 +197,9 @@ def database(settings: Settings) -> Iterator[Any]:
 
 
 @pytest.fixture
-def drain(settings: Settings) -> Iterator[Any]:
-    """Run a real RQ worker (in-process, burst) over all queues until they are empty."""
+def drain(settings: Settings, redis_conn: Redis, smtp: SmtpSink) -> Iterator[Any]:
+    """Run a real RQ worker (in-process, burst) over all queues until they are empty; the
+    mail its jobs send goes to the `smtp` sink."""
     from rq import SimpleWorker
 
     from newsletter import job_context, queueing

@@ -241,7 +241,7 @@ def test_purge_deletes_stale_unconfirmed_signups_only(settings, database):
     assert events == 0 and mails == 0
 
 
-def test_the_scheduler_purges_stale_signups_without_an_operator(settings, database):
+def test_the_scheduler_purges_stale_signups_without_an_operator(settings, database, redis_conn):
     """STANDARDS 12 needs no cron entry: `newsletter scheduler` queues the purge (hourly,
     and once at its start) and a worker runs it."""
     import time

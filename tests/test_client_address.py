@@ -49,7 +49,7 @@ def test_language_links_keep_the_page_and_its_token(client):
 # -- 6. /healthz names the client address --------------------------------------------------------
 
 @pytest.fixture
-def make_client(settings):
+def make_client(settings, redis_conn):
     from newsletter import create_app
 
     apps = []

@@ -315,7 +315,7 @@ def _app_with_keys(settings, smtp, tmp_path, secret_key: str, fallbacks: tuple[s
 
 
 @pytest.fixture
-def rotated_client(settings, smtp, tmp_path):
+def rotated_client(settings, smtp, tmp_path, redis_conn):
     """A client of the app after the key was rotated, the old key kept as a fallback."""
     app = _app_with_keys(settings, smtp, tmp_path, NEW_SECRET, (SECRET,))
     yield app.test_client()

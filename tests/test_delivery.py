@@ -120,7 +120,7 @@ def test_policy_rejection_alarms_the_operator_instead_of_bouncing_the_reader(set
     assert len(alarms) == 1 and "5.7.1" in alarms[0].message
 
 
-def test_a_mail_that_cannot_be_built_is_retried_with_an_alarm_not_crashed_on(settings, smtp, database, tmp_path):
+def test_a_mail_that_cannot_be_built_is_retried_with_an_alarm_not_crashed_on(settings, smtp, database, tmp_path, redis_conn):
     """The DKIM key file gone while workers run (a real fault, produced for real): each mail
     fails before it is sent. It waits for a retry with an alarm for the operator, instead of
     crashing its job and leaving the row taken until the reconciler hands it on, again and
@@ -163,7 +163,7 @@ def test_a_mail_that_cannot_be_built_is_retried_with_an_alarm_not_crashed_on(set
         ctx.database.dispose()
 
 
-def test_relay_without_smtputf8_fails_cleanly_for_a_non_ascii_local_part(settings, database, tmp_path):
+def test_relay_without_smtputf8_fails_cleanly_for_a_non_ascii_local_part(settings, database, tmp_path, redis_conn):
     plain = SmtpSink(smtputf8=False).start()
     try:
         own = replace(settings, smtp_port=plain.port)

@@ -90,4 +90,5 @@ def test_demo_from_signup_to_confirmed_with_embedded_redis_and_inbox(tmp_path):
 
 
 def test_dev_inbox_does_not_exist_outside_demo_mode(client):
+    assert client.get("/dev/inbox").status_code == 404
     assert client.get("/dev/inbox/").status_code == 404

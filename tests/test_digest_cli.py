@@ -48,7 +48,7 @@ def test_dry_run_shows_recipients_and_listings_and_sends_nothing(settings, datab
     assert run(settings, "digest", "status").returncode == 1  # no edition was made
 
 
-def test_send_then_status_then_a_worker_delivers(settings, database, smtp):
+def test_send_then_status_then_a_worker_delivers(settings, database, smtp, redis_conn):
     seed(database)
     sent = run(settings, "digest", "send")
     assert sent.returncode == 0, sent.stderr
@@ -62,7 +62,7 @@ def test_send_then_status_then_a_worker_delivers(settings, database, smtp):
     assert sorted(m.rcpt_tos[0] for m in smtp.messages) == ["r1@example.org", "r2@example.org"]
 
 
-def test_tick_is_idempotent(settings, database):
+def test_tick_is_idempotent(settings, database, redis_conn):
     own = replace(settings, digest_first="2026-01-06T08:00")
     seed(database)
     first, second = run(own, "digest", "tick"), run(own, "digest", "tick")
@@ -71,7 +71,7 @@ def test_tick_is_idempotent(settings, database):
     assert second.stdout.strip() == "edition: none due"
 
 
-def test_pause_resume_cancel_and_their_refusals(settings, database, smtp):
+def test_pause_resume_cancel_and_their_refusals(settings, database, smtp, redis_conn):
     seed(database)
     edition = lines(run(settings, "digest", "send").stdout)["edition"]
     assert lines(run(settings, "digest", "pause", edition).stdout)["state"] == "paused"
@@ -86,7 +86,7 @@ def test_pause_resume_cancel_and_their_refusals(settings, database, smtp):
     assert bad.returncode != 0 and "abc" in bad.stderr
 
 
-def test_policy_alarm_shows_in_status(settings, database, smtp):
+def test_policy_alarm_shows_in_status(settings, database, smtp, redis_conn):
     smtp.handler.rcpt_reply = lambda address: "554 5.7.26 message not authenticated (DMARC)"
     seed(database)
     edition = lines(run(settings, "digest", "send").stdout)["edition"]
@@ -96,7 +96,7 @@ def test_policy_alarm_shows_in_status(settings, database, smtp):
     assert status["bounced"] == "0"
 
 
-def test_status_shows_deliveries_waiting_for_a_retry_and_why(settings, database):
+def test_status_shows_deliveries_waiting_for_a_retry_and_why(settings, database, redis_conn):
     """A relay that cannot be reached raises no alarm (it is temporary); status said only
     "queued: 2" while every try failed."""
     from socket import socket
@@ -115,7 +115,7 @@ def test_status_shows_deliveries_waiting_for_a_retry_and_why(settings, database)
     assert status["last_error"].startswith(f"0 cannot reach 127.0.0.1:{port}")
 
 
-def test_global_send_rate_holds_across_two_workers(settings, database, smtp):
+def test_global_send_rate_holds_across_two_workers(settings, database, smtp, redis_conn):
     own = replace(settings, send_rate=10, send_chunk_size=5)
     seed(database, readers=41)
     run(own, "digest", "send")
@@ -138,7 +138,7 @@ def test_an_edition_id_past_any_edition_is_no_edition_not_a_traceback(settings, 
     assert result.stderr.strip().splitlines() == [f"error: no edition {args[1]}"]
 
 
-def test_one_edition_at_a_time_so_a_cancelled_ones_listings_reach_the_next(settings, database):
+def test_one_edition_at_a_time_so_a_cancelled_ones_listings_reach_the_next(settings, database, redis_conn):
     """A second edition made while the first was paused started its window at the first's
     cut-off: cancelling the first then lost its listings for good, where `digest cancel`
     promises they go into the next edition."""

@@ -160,7 +160,7 @@ def test_only_the_canonical_spelling_verifies_also_under_a_fallback_key_and_when
 # -- /dev/inbox without the slash ---------------------------------------------------------------------
 
 @pytest.fixture
-def demo_client(settings) -> Iterator[Any]:
+def demo_client(settings, redis_conn) -> Iterator[Any]:
     application = create_app(replace(settings, demo=True))
     yield application.test_client()
     application.extensions["newsletter_db"].dispose()
@@ -186,11 +186,6 @@ def test_the_demos_send_button_pressed_again_while_an_edition_sends_says_so(demo
     again = demo_client.post("/dev/inbox/send-edition")
     assert again.status_code == 409
     assert "edition 1 is still sending" in again.get_data(as_text=True)
-
-
-def test_inbox_is_not_there_without_demo(client, database):
-    assert client.get("/dev/inbox").status_code == 404
-    assert client.get("/dev/inbox/").status_code == 404
 
 
 # -- a chunked body over MAX_CONTENT_LENGTH --------------------------------------------------------

@@ -389,7 +389,7 @@ def test_a_missing_env_file_is_one_line(sqlite_settings, tmp_path):
 
 # -- 8. subscribers import ----------------------------------------------------------------
 
-def test_import_rejects_confirmed_rows_without_an_ip_and_names_the_line_a_record_starts_on(settings, database, tmp_path):
+def test_import_rejects_confirmed_rows_without_an_ip_and_names_the_line_a_record_starts_on(settings, database, tmp_path, redis_conn):
     csv = tmp_path / "list.csv"
     csv.write_text(
         "email,language,keywords,location,confirmed_at,consent_ip,consent_text\n"

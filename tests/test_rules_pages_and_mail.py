@@ -179,7 +179,7 @@ def _raw_header(mail, name: str) -> bytes:  # type: ignore[no-untyped-def]
     return value
 
 
-def test_list_headers_go_out_verbatim_however_long_the_link(settings, smtp, tmp_path):
+def test_list_headers_go_out_verbatim_however_long_the_link(settings, smtp, tmp_path, redis_conn):
     """Mailbox providers read List-Unsubscribe raw (RFC 8058): a URL longer than a folded
     line must not come out as RFC 2047 encoded-words, which no provider decodes there."""
     import re
@@ -195,7 +195,7 @@ def test_list_headers_go_out_verbatim_however_long_the_link(settings, smtp, tmp_
     "Stellenbörse Süd",
     "Stellenbörse Newsletter für Entwicklerinnen und Entwickler in München und Umgebung",
 ])
-def test_a_non_ascii_list_name_is_encoded_and_the_list_id_stays_raw(settings, smtp, tmp_path, name):
+def test_a_non_ascii_list_name_is_encoded_and_the_list_id_stays_raw(settings, smtp, tmp_path, name, redis_conn):
     welcome = _welcome_with(settings, smtp, tmp_path, list_name=name)
     raw = _raw_header(welcome, "List-Id")
     assert raw.isascii() and raw.endswith(b" <jobs-newsletter.jobs.example.org>") and raw.startswith(b"=?utf-8?")
@@ -204,7 +204,7 @@ def test_a_non_ascii_list_name_is_encoded_and_the_list_id_stays_raw(settings, sm
     assert welcome.message["List-Id"] == f"{name} <jobs-newsletter.jobs.example.org>"
 
 
-def test_a_non_ascii_sender_name_is_encoded_and_reads_back(settings, smtp, tmp_path):
+def test_a_non_ascii_sender_name_is_encoded_and_reads_back(settings, smtp, tmp_path, redis_conn):
     name = "Jobbörse Süd – Newsletter"
     _welcome_with(settings, smtp, tmp_path, mail_from=f"{name} <newsletter@jobs.example.org>")
     for mail in smtp.to(EMAIL):  # the confirmation and the welcome mail
@@ -214,7 +214,7 @@ def test_a_non_ascii_sender_name_is_encoded_and_reads_back(settings, smtp, tmp_p
         assert parsed["From"].addresses[0].display_name == name
 
 
-def test_a_sender_domain_that_is_not_ascii_goes_out_as_its_a_label(settings, smtp, tmp_path):
+def test_a_sender_domain_that_is_not_ascii_goes_out_as_its_a_label(settings, smtp, tmp_path, redis_conn):
     """An IDN in NEWSLETTER_MAIL_FROM: headers and the envelope need its ASCII form
     (RFC 5890), or every mail fails at the relay or at the first header."""
     _welcome_with(settings, smtp, tmp_path, mail_from="Jobbörse <newsletter@jobbörse.de>")
@@ -227,7 +227,7 @@ def test_a_sender_domain_that_is_not_ascii_goes_out_as_its_a_label(settings, smt
     assert _raw_header(mails[1], "List-Id").endswith(b" <jobs-newsletter.xn--jobbrse-d1a.de>")
 
 
-def test_a_base_url_on_an_idn_host_gives_ascii_links_and_list_headers(settings, smtp, tmp_path):
+def test_a_base_url_on_an_idn_host_gives_ascii_links_and_list_headers(settings, smtp, tmp_path, redis_conn):
     """List-Unsubscribe is read raw by mailbox providers: the link in it must be ASCII."""
     welcome = _welcome_with(settings, smtp, tmp_path, base_url="https://jobbörse.de/stellenmarkt für alle")
     raw = _raw_header(welcome, "List-Unsubscribe")
@@ -235,7 +235,7 @@ def test_a_base_url_on_an_idn_host_gives_ascii_links_and_list_headers(settings, 
     assert "https://xn--jobbrse-d1a.de/stellenmarkt%20f%C3%BCr%20alle/preferences/" in welcome.part("plain")
 
 
-def test_a_multi_line_impressum_keeps_its_lines_and_the_text_part_stays_short(settings, smtp, tmp_path):
+def test_a_multi_line_impressum_keeps_its_lines_and_the_text_part_stays_short(settings, smtp, tmp_path, redis_conn):
     impressum = ("Stellenwerk GmbH\nHafenstraße 2, 20457 Hamburg\nGeschäftsführung: Erika Mustermann, "
                  "Max Mustermann; Registergericht Amtsgericht Hamburg, HRB 123456; USt-IdNr. DE123456789")
     _welcome_with(settings, smtp, tmp_path, impressum=impressum)
@@ -247,7 +247,7 @@ def test_a_multi_line_impressum_keeps_its_lines_and_the_text_part_stays_short(se
         assert long == [], long
 
 
-def test_the_interval_and_list_name_configured_are_what_readers_are_told_and_agree_to(settings, smtp, tmp_path, database):
+def test_the_interval_and_list_name_configured_are_what_readers_are_told_and_agree_to(settings, smtp, tmp_path, database, redis_conn):
     """The consent record keeps the wording a reader agreed to (STANDARDS 11): with a weekly
     list it must not say "every 14 days", on the page, in the record or in the mails."""
     from newsletter.subscribers import consent

@@ -1,7 +1,11 @@
-from tests.helpers import form_action, links, path_of, signup
+"""The whole way once: sign up, confirm through the mailed link, unsubscribe with one click
+from the welcome mail, and no digest reaches the reader after it."""
+
+from tests.helpers import find_subscriber, form_action, links, path_of, signup
+from tests.test_digest import add_listing, add_reader, send_now
 
 
-def test_signup_confirm_unsubscribe(client, smtp, drain):
+def test_signup_confirm_unsubscribe(client, smtp, drain, database, settings):
     r = signup(client, "anna@example.org", keywords="Python", location="Berlin")
     assert r.status_code == 200
     drain()
@@ -19,3 +23,12 @@ def test_signup_confirm_unsubscribe(client, smtp, drain):
     unsub = welcome["List-Unsubscribe"].strip("<>")
     r = client.post(path_of(unsub), data={"List-Unsubscribe": "One-Click"})
     assert r.status_code == 200
+    assert find_subscriber(database, "anna@example.org").status == "unsubscribed"
+
+    # The next edition goes out, to everyone but her.
+    with database.session_scope() as session:
+        add_listing(session, 1, "Python-Entwickler (m/w/d)", location="Berlin")
+        add_reader(session, "other@example.org")
+    send_now(database, settings, drain)
+    assert len(smtp.to("other@example.org")) == 1
+    assert len(smtp.to("anna@example.org")) == 2  # the confirmation and the welcome mail

@@ -14,13 +14,12 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
-from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
 
-from newsletter.operators import api_tokens
+from newsletter.db import get_session, retry_once_on_conflict
 from newsletter.listings import store
-from newsletter.db import get_session
 from newsletter.listings.formats import FeedError, records_from_json
+from newsletter.operators import api_tokens
 from newsletter.web.openapi import MAX_ITEMS, OPENAPI
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -130,16 +129,8 @@ def post_listings() -> Response:
     except FeedError as exc:
         return _error(400, f"body: {exc}", field="body")
     session = get_session()
-    result = store.ImportResult()
-    for attempt in (1, 2):  # a concurrent import may insert the same new id first
-        try:
-            result = store.import_records(session, records)
-            session.commit()
-            break
-        except IntegrityError:
-            session.rollback()
-            if attempt == 2:
-                raise
+    # A concurrent import may insert the same new id first.
+    result = retry_once_on_conflict(session, lambda: store.import_records(session, records))
     return jsonify({
         "added": result.added,
         "updated": result.updated,
@@ -170,12 +161,12 @@ def openapi() -> Response:
 # -- editions ---------------------------------------------------------------------------------
 
 def _edition_body(edition: Any) -> dict[str, Any]:
-    from newsletter.editions import planning
+    from newsletter.editions import state
 
     return {
         "id": edition.id, "state": edition.state, "trigger": edition.trigger,
         "created_at": edition.created_at.isoformat() + "Z", "recipients": edition.planned,
-        "listings": edition.listing_count, **planning.counts(get_session(), edition.id),
+        "listings": edition.listing_count, **state.counts(get_session(), edition.id),
     }
 
 
@@ -183,7 +174,7 @@ def _edition_body(edition: Any) -> dict[str, Any]:
 @_needs("editions")
 def create_edition() -> Response:
     """The operator's trigger: an edition now (cut-off: now), queued for delivery."""
-    from newsletter.editions import planning
+    from newsletter.editions import planning, state
     from newsletter.web.extensions import queue_edition_after_commit, settings
 
     if request.get_data(cache=True).strip() not in (b"", b"{}"):
@@ -193,7 +184,7 @@ def create_edition() -> Response:
     session = get_session()
     try:
         edition = planning.create_edition(session, settings(), "api")
-    except planning.EditionError as exc:
+    except state.EditionError as exc:
         session.rollback()
         return _error(409, str(exc))
     session.commit()
@@ -222,9 +213,9 @@ def preview_edition() -> Response:
 @bp.get("/editions/<int:edition_id>")
 @_needs("editions")
 def get_edition(edition_id: int) -> Response:
-    from newsletter.editions import planning
+    from newsletter.editions import state
 
-    edition = planning.get_edition(get_session(), edition_id)
+    edition = state.get_edition(get_session(), edition_id)
     if edition is None:
         return _error(404, f"no edition {edition_id}")
     return jsonify(_edition_body(edition))
@@ -234,15 +225,15 @@ def get_edition(edition_id: int) -> Response:
 @_needs("editions")
 def change_edition(edition_id: int, action: str) -> Response:
     """Pause, resume or cancel an edition (409 when its state does not allow it)."""
-    from newsletter.editions import planning
+    from newsletter.editions import state
     from newsletter.web.extensions import queue_edition_after_commit
 
     session = get_session()
-    if planning.get_edition(session, edition_id) is None:
+    if state.get_edition(session, edition_id) is None:
         return _error(404, f"no edition {edition_id}")
     try:
-        edition = planning.set_state(session, edition_id, action)
-    except planning.EditionError as exc:
+        edition = state.set_state(session, edition_id, action)
+    except state.EditionError as exc:
         return _error(409, str(exc))
     session.commit()
     if action == "resume":

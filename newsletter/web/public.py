@@ -6,16 +6,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from flask import Blueprint, Response, g, jsonify, redirect, render_template, request, url_for
-from sqlalchemy.exc import IntegrityError
+from werkzeug.exceptions import HTTPException
 
-from newsletter.subscribers import consent
-from newsletter.subscribers import subscriptions
-from newsletter.db import get_session
+from newsletter.db import get_session, retry_once_on_conflict
 from newsletter.models import ConfirmResult, Subscriber, SubscriberStatus
+from newsletter.subscribers import consent, subscriptions
 from newsletter.tokens import TokenExpired, TokenInvalid, tokens_for
 from newsletter.validation import InvalidInput, clean_email, clean_preferences, clean_text
 from newsletter.web.errors import error_response, wants_json
@@ -124,22 +123,6 @@ def _utf8_form(raw: bytes) -> bool:
     return True
 
 
-def _with_retry(step: Callable[[], list[int]]) -> list[int]:
-    """Run a step that inserts a subscriber; a concurrent signup of the same address makes
-    the first try collide on the unique hash, and the second finds the row."""
-    session = get_session()
-    for attempt in (1, 2):
-        try:
-            ids = step()
-            session.commit()
-            return ids
-        except IntegrityError:
-            session.rollback()
-            if attempt == 2:
-                raise
-    return []
-
-
 def _form_context(**extra: Any) -> dict[str, Any]:
     from flask_babel import get_locale
 
@@ -185,8 +168,11 @@ def subscribe() -> Response:
         return _page("subscribe.html", 400, **_form_context(values=values, errors={exc.field: str(exc)}))
     origin = _origin(data)
     s = settings()
-    ids = _with_retry(lambda: subscriptions.signup(get_session(), email, prefs, origin, version, consent_language,
-                                                   list_name=s.list_name, interval_days=s.digest_interval_days))
+    session = get_session()
+    # A concurrent signup of the same address collides on its unique hash; the retry finds the row.
+    ids = retry_once_on_conflict(session, lambda: subscriptions.signup(
+        session, email, prefs, origin, version, consent_language,
+        list_name=s.list_name, interval_days=s.digest_interval_days))
     enqueue_outbox_after_commit(ids)
     return _signup_answer()
 
@@ -222,32 +208,77 @@ def _signup_answer() -> Response:
     return Response(body, mimetype="text/html")
 
 
-# -- confirmation ------------------------------------------------------------------------
+# -- a reader's links: a token in the path names the subscriber -----------------------------
+# Each kind of link has its resolver, called first by its views. It answers a link that
+# leads nowhere with the page that says why, as an HTTP exception carrying that page (400
+# for a forged, garbled or other kind of token, 410 for an expired one, 404 for a reader
+# gone), and it sets the page language to the reader's.
 
-def _confirm_target(token: str) -> tuple[Subscriber | None, int | None, Response | None]:
-    """The subscriber a confirmation link names, and the mail it came in."""
+T = TypeVar("T")
+
+
+def _refuse(template: str, status: int, **context: Any) -> NoReturn:
+    raise HTTPException(response=_page(template, status, **context))
+
+
+def _read(read: Callable[[str], T], token: str, expired_page: str | None = None) -> T:
+    """What `token` holds, read by `read`; `expired_page` is the 410 page of a kind that expires."""
     try:
-        public_id, message_id = tokens_for(settings()).read_confirm(token)
+        return read(token)
     except TokenExpired:
-        return None, None, _page("confirm_expired.html", 410)
+        if expired_page is None:
+            raise
+        _refuse(expired_page, 410)
     except TokenInvalid:
-        return None, None, _page("link_invalid.html", 400)
+        _refuse("link_invalid.html", 400)
+
+
+def _confirm_target(token: str) -> tuple[Subscriber, int | None]:
+    """The subscriber a confirmation link names, and the mail it came in."""
+    public_id, message_id = _read(tokens_for(settings()).read_confirm, token, "confirm_expired.html")
     session = get_session()
     sub = subscriptions.find(session, public_id)
     if sub is None:
-        return None, None, _page("link_invalid.html", 404, gone=True)
+        _refuse("link_invalid.html", 404, gone=True)
     # In the language the mail was asked for in, which is not yet the row's.
     requested = subscriptions.requested_preferences(session, sub, message_id)
     g.page_language = requested.language if requested is not None else sub.language
-    return sub, message_id, None
+    return sub, message_id
 
+
+def _unsubscribe_target(token: str) -> Subscriber | None:
+    """The subscriber an unsubscribe link names, or None when there is none any more: the
+    answer is the same either way (a repeated one-click POST after an erasure, say)."""
+    sub = subscriptions.find(get_session(), _read(tokens_for(settings()).read_unsubscribe, token))
+    if sub is not None:
+        g.page_language = sub.language
+    return sub
+
+
+def _preferences_target(token: str) -> Subscriber:
+    return _of_generation(*_read(tokens_for(settings()).read_preferences, token))
+
+
+def _data_target(token: str) -> Subscriber:
+    return _of_generation(*_read(tokens_for(settings()).read_data, token, "data_expired.html"))
+
+
+def _of_generation(public_id: str, generation: int) -> Subscriber:
+    """The subscriber a preferences or data link names. Gone, or the link was mailed to a
+    former subscription of the address (an unsubscribe and a new signup since): such a
+    link no longer works, as an erased reader's does not (404)."""
+    sub = subscriptions.find(get_session(), public_id)
+    if sub is None or sub.link_generation != generation:
+        _refuse("link_invalid.html", 404, gone=True)
+    g.page_language = sub.language
+    return sub
+
+
+# -- confirmation ------------------------------------------------------------------------
 
 @bp.get("/confirm/<token>")
 def confirm_page(token: str) -> Response:
-    sub, _message_id, problem = _confirm_target(token)
-    if problem is not None:
-        return problem
-    assert sub is not None
+    sub, _message_id = _confirm_target(token)
     if sub.status == SubscriberStatus.CONFIRMED:
         return _confirm_done(sub, already=True)
     if sub.status != SubscriberStatus.PENDING:
@@ -257,10 +288,7 @@ def confirm_page(token: str) -> Response:
 
 @bp.post("/confirm/<token>")
 def confirm(token: str) -> Response:
-    sub, message_id, problem = _confirm_target(token)
-    if problem is not None:
-        return problem
-    assert sub is not None
+    sub, message_id = _confirm_target(token)
     session = get_session()
     result, ids = subscriptions.confirm(session, sub, _origin(), message_id)
     session.commit()
@@ -273,7 +301,8 @@ def confirm(token: str) -> Response:
 def _confirm_done(sub: Subscriber, already: bool) -> Response:
     """The lasting links only on the first confirmation: a confirmation link lives for
     days and may have been forwarded, and the reader has them by mail already."""
-    return _page("confirm_done.html", already=already, **({} if already else _links(sub)))
+    links: dict[str, Any] = {} if already else dict(_links(sub))
+    return _page("confirm_done.html", already=already, **links)
 
 
 def _links(sub: Subscriber) -> dict[str, str]:
@@ -286,21 +315,9 @@ def _links(sub: Subscriber) -> dict[str, str]:
 
 # -- one-click unsubscribe (RFC 8058) --------------------------------------------------------
 
-def _unsubscribe_target(token: str) -> tuple[str | None, Response | None]:
-    try:
-        return tokens_for(settings()).read_unsubscribe(token), None
-    except TokenInvalid:
-        return None, _page("link_invalid.html", 400)
-
-
 @bp.route("/unsubscribe/<token>", methods=["GET", "HEAD"])
 def unsubscribe_page(token: str) -> Response:
-    public_id, problem = _unsubscribe_target(token)
-    if problem is not None:
-        return problem
-    sub = subscriptions.find(get_session(), str(public_id))
-    if sub is not None:
-        g.page_language = sub.language
+    sub = _unsubscribe_target(token)
     subscribed = sub is not None and sub.status in (SubscriberStatus.CONFIRMED, SubscriberStatus.PENDING)
     return _page("unsubscribe.html", token=token, subscribed=subscribed)
 
@@ -308,13 +325,9 @@ def unsubscribe_page(token: str) -> Response:
 @bp.post("/unsubscribe/<token>")
 def unsubscribe(token: str) -> Response:
     """One click: no cookie, no CSRF token, 200 and no redirect; repeating it is fine."""
-    public_id, problem = _unsubscribe_target(token)
-    if problem is not None:
-        return problem
-    session = get_session()
-    sub = subscriptions.find(session, str(public_id))
+    sub = _unsubscribe_target(token)
     if sub is not None:
-        g.page_language = sub.language
+        session = get_session()
         one_click = request.form.get("List-Unsubscribe") == "One-Click"
         reason = request.form.get("reason")
         reason = reason if not one_click and reason in subscriptions.UNSUBSCRIBE_REASONS else None
@@ -326,26 +339,6 @@ def unsubscribe(token: str) -> Response:
 
 
 # -- preferences and the data link --------------------------------------------------------
-
-def _preferences_target(token: str) -> tuple[Subscriber | None, Response | None]:
-    try:
-        public_id, generation = tokens_for(settings()).read_preferences(token)
-    except TokenInvalid:
-        return None, _page("link_invalid.html", 400)
-    sub = _of_generation(public_id, generation)
-    if sub is None:
-        return None, _page("link_invalid.html", 404, gone=True)
-    g.page_language = sub.language
-    return sub, None
-
-
-def _of_generation(public_id: str, generation: int) -> Subscriber | None:
-    """The subscriber a preferences or data link names, or None when it is gone or the link
-    was mailed to a former subscription of the address (an unsubscribe and a new signup
-    since): such a link no longer works, as an erased reader's does not."""
-    sub = subscriptions.find(get_session(), public_id)
-    return sub if sub is not None and sub.link_generation == generation else None
-
 
 def _preferences_page(sub: Subscriber, token: str, status: int = 200, **extra: Any) -> Response:
     values = {"keywords": sub.keywords, "location": sub.location, "language": sub.language}
@@ -359,19 +352,13 @@ def _preferences_page(sub: Subscriber, token: str, status: int = 200, **extra: A
 
 @bp.get("/preferences/<token>")
 def preferences(token: str) -> Response:
-    sub, problem = _preferences_target(token)
-    if problem is not None:
-        return problem
-    assert sub is not None
+    sub = _preferences_target(token)
     return _preferences_page(sub, token)
 
 
 @bp.post("/preferences/<token>")
 def update_preferences(token: str) -> Response:
-    sub, problem = _preferences_target(token)
-    if problem is not None:
-        return problem
-    assert sub is not None
+    sub = _preferences_target(token)
     session = get_session()
     try:
         form = _form()
@@ -395,10 +382,7 @@ def update_preferences(token: str) -> Response:
 def data_link(token: str) -> Response:
     """Mail a fresh data link to the reader's own address: the lasting preferences link in
     every digest may have been forwarded, so it opens no data itself (STANDARDS 26)."""
-    sub, problem = _preferences_target(token)
-    if problem is not None:
-        return problem
-    assert sub is not None
+    sub = _preferences_target(token)
     session = get_session()
     ids = subscriptions.request_data_link(session, sub, _origin())
     session.commit()
@@ -408,20 +392,6 @@ def data_link(token: str) -> Response:
 
 # -- data export and erasure: behind a mailed link that expires (STANDARDS 14, 15, 26) -------
 
-def _data_target(token: str) -> tuple[Subscriber | None, Response | None]:
-    try:
-        public_id, generation = tokens_for(settings()).read_data(token)
-    except TokenExpired:
-        return None, _page("data_expired.html", 410)
-    except TokenInvalid:
-        return None, _page("link_invalid.html", 400)
-    sub = _of_generation(public_id, generation)
-    if sub is None:
-        return None, _page("link_invalid.html", 404, gone=True)
-    g.page_language = sub.language
-    return sub, None
-
-
 def _private(response: Response) -> Response:
     response.headers["Cache-Control"] = "no-store"  # personal data: no copy in any cache
     return response
@@ -429,19 +399,13 @@ def _private(response: Response) -> Response:
 
 @bp.get("/data/<token>")
 def data_page(token: str) -> Response:
-    sub, problem = _data_target(token)
-    if problem is not None:
-        return problem
-    assert sub is not None
+    sub = _data_target(token)
     return _private(_page("data.html", sub=sub, token=token, errors={}))
 
 
 @bp.get("/data/<token>/data.json")
 def export(token: str) -> Response:
-    sub, problem = _data_target(token)
-    if problem is not None:
-        return problem
-    assert sub is not None
+    sub = _data_target(token)
     body = json.dumps(subscriptions.export(get_session(), sub), ensure_ascii=False, indent=2)
     response = Response(body, mimetype="application/json")
     response.headers["Content-Disposition"] = 'attachment; filename="newsletter-data.json"'
@@ -450,10 +414,7 @@ def export(token: str) -> Response:
 
 @bp.post("/data/<token>/erase")
 def erase(token: str) -> Response:
-    sub, problem = _data_target(token)
-    if problem is not None:
-        return problem
-    assert sub is not None
+    sub = _data_target(token)
     if request.form.get("confirm") != "yes":
         return _private(_page("data.html", 400, sub=sub, token=token, errors={"erase": "confirm"}))
     session = get_session()
