@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from urllib.parse import urlsplit
+
+from newsletter.models import Listing, Subscriber, email_hash, utcnow
 
 BASE = "http://newsletter.test"
 
@@ -158,3 +161,33 @@ class DkimKey:
         dns = {f"{self.SELECTOR}._domainkey.{self.DOMAIN}.".encode(): f"v=DKIM1; k=ed25519; p={self.public}".encode()}
         assert dkim.verify(mail.data, dnsfunc=lambda name, timeout=5: dns.get(name))
         return signed
+
+
+# -- digest fixtures: listings, readers, an edition sent now ------------------------------
+
+def add_listing(session, n: int, title: str, *, location: str = "Berlin", hours_ago: float = 1,
+                description: str = "", company: str = "Beispiel GmbH", **extra) -> None:
+    session.add(Listing(
+        external_id=f"job-{n}", title=title, url=f"https://jobs.example.org/stellen/{n}", company=company,
+        location=location, category=extra.pop("category", "IT"), description=description,
+        published_at=utcnow() - timedelta(hours=hours_ago), **extra,
+    ))
+
+
+def add_reader(session, address: str, keywords: str = "", location: str = "", language: str = "de",
+               status: str = "confirmed") -> None:
+    session.add(Subscriber(email=address, email_hash=email_hash(address), keywords=keywords,
+                           location=location, language=language, status=status, confirmed_at=utcnow()))
+
+
+def send_now(database, settings, drain, trigger: str = "test") -> int:
+    """Create an edition now, queue it and let a real worker send it; its id."""
+    from newsletter import job_context
+    from newsletter.editions import planning
+
+    with database.session_scope() as session:
+        edition_id = planning.create_edition(session, settings, trigger).id
+    job_context.configure(settings)  # the jobs drain() runs send with these settings
+    queue_edition(settings, edition_id)
+    drain()
+    return edition_id

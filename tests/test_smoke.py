@@ -2,7 +2,7 @@
 from the welcome mail, and no digest reaches the reader after it."""
 
 from tests.helpers import find_subscriber, form_action, links, path_of, signup
-from tests.test_digest import add_listing, add_reader, send_now
+from tests.helpers import add_listing, add_reader, send_now
 
 
 def test_signup_confirm_unsubscribe(client, smtp, drain, database, settings):

@@ -26,7 +26,7 @@ from tests.smtp_sink import free_port
 
 BIN = Path(sys.executable).parent
 NEWSLETTER = str(BIN / "newsletter")
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

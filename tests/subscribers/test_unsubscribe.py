@@ -280,7 +280,7 @@ def test_an_unsubscribe_link_from_before_a_new_signup_still_unsubscribes(
     """Every list mail's unsubscribe link must work (RFC 8058, STANDARDS 2, 6): one still in
     the inbox from a former subscription unsubscribes the reader who signed up again, and
     no digest goes out after the click."""
-    from tests.test_digest import add_listing, add_reader, send_now
+    from tests.helpers import add_listing, add_reader, send_now
 
     _one_click_urlencoded(provider, unsubscribe_path)
     _as_if_signed_up_yesterday(database)

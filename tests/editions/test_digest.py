@@ -26,33 +26,7 @@ from newsletter.models import (
     utcnow,
 )
 from tests.conftest import make_settings
-from tests.helpers import DkimKey, queue_edition
-
-
-def add_listing(session, n: int, title: str, *, location: str = "Berlin", hours_ago: float = 1,
-                description: str = "", company: str = "Beispiel GmbH", **extra) -> None:
-    session.add(Listing(
-        external_id=f"job-{n}", title=title, url=f"https://jobs.example.org/stellen/{n}", company=company,
-        location=location, category=extra.pop("category", "IT"), description=description,
-        published_at=utcnow() - timedelta(hours=hours_ago), **extra,
-    ))
-
-
-def add_reader(session, address: str, keywords: str = "", location: str = "", language: str = "de",
-               status: str = "confirmed") -> None:
-    session.add(Subscriber(email=address, email_hash=email_hash(address), keywords=keywords,
-                           location=location, language=language, status=status, confirmed_at=utcnow()))
-
-
-def send_now(database, settings, drain, trigger: str = "test") -> int:
-    from newsletter import job_context
-
-    with database.session_scope() as session:
-        edition_id = planning.create_edition(session, settings, trigger).id
-    job_context.configure(settings)  # the jobs drain() runs send with these settings
-    queue_edition(settings, edition_id)
-    drain()
-    return edition_id
+from tests.helpers import DkimKey, add_listing, add_reader, queue_edition, send_now
 
 
 # -- the schedule ------------------------------------------------------------------------

@@ -195,7 +195,7 @@ def test_export_lists_the_mails_sent(exported):
 
 def test_export_holds_the_digests_sent_and_the_suppression_entry(exported):
     data = exported.get_json()
-    assert data["digests"] == []  # no edition yet: tests/test_digest.py shows a sent one
+    assert data["digests"] == []  # no edition yet: tests/editions/test_digest.py shows a sent one
     assert data["suppression"] is None
 
 

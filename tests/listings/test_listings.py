@@ -17,7 +17,7 @@ from newsletter.models import Listing, utcnow
 from tests.conftest import env_for
 
 NEWSLETTER = str(Path(sys.executable).parent / "newsletter")
-SAMPLE = Path(__file__).resolve().parent.parent / "data" / "listings-sample.json"
+SAMPLE = Path(__file__).resolve().parents[2] / "data" / "listings-sample.json"
 
 
 def run_import(settings, *files: Path | str) -> subprocess.CompletedProcess[str]:

@@ -103,10 +103,10 @@ def test_gunicorn_entry_point_refuses_bad_configuration(settings):
     env["NEWSLETTER_SMTP_PORT"] = "99999"
     result = subprocess.run(
         [sys.executable, "-c", "import wsgi"], env=env, capture_output=True, text=True,
-        cwd=Path(__file__).resolve().parent.parent, timeout=60,
+        cwd=Path(__file__).resolve().parents[2], timeout=60,
     )
     # 4: gunicorn's APP_LOAD_ERROR, on which it stops instead of booting workers for good
-    # (tests/test_operations.py runs gunicorn itself).
+    # (tests/cli/test_operations.py runs gunicorn itself).
     assert result.returncode == 4 and result.stderr.strip().splitlines() == [
         "error: NEWSLETTER_SMTP_PORT: must be between 1 and 65535, got 99999"
     ]
