@@ -10,6 +10,17 @@ from newsletter.models import Listing, Subscriber, email_hash, utcnow
 
 BASE = "http://newsletter.test"
 
+# The environment of an operator who set everything production asks for.
+PRODUCTION = {
+    "NEWSLETTER_ENV": "production", "NEWSLETTER_SECRET_KEY": "k" * 40,
+    "NEWSLETTER_BASE_URL": "https://newsletter.stellenwerk.de",
+    "NEWSLETTER_IMPRESSUM": "Stellenwerk GmbH, Hafenstraße 2, 20457 Hamburg. HRB 123456.",
+    "NEWSLETTER_MAIL_FROM": "Stellenwerk <newsletter@stellenwerk.de>",
+    "NEWSLETTER_PRIVACY_URL": "https://stellenwerk.de/datenschutz",
+    "NEWSLETTER_BOARD_URL": "https://stellenwerk.de",
+    "NEWSLETTER_BOARD_SEARCH_URL": "https://stellenwerk.de/jobs?q={keywords}&ort={location}",
+}
+
 
 def links(text: str, prefix: str) -> list[str]:
     """Every absolute link under BASE_URL + prefix in a text part."""

@@ -12,19 +12,11 @@ from pathlib import Path
 import pytest
 
 from newsletter.config import ConfigError, load_settings
+from tests.helpers import PRODUCTION
 from tests.conftest import env_for, make_settings
 
 NEWSLETTER = str(Path(sys.executable).parent / "newsletter")
 PASSWORD = "S3cretPw"
-PRODUCTION = {
-    "NEWSLETTER_ENV": "production", "NEWSLETTER_SECRET_KEY": "k" * 40,
-    "NEWSLETTER_BASE_URL": "https://newsletter.stellenwerk.de",
-    "NEWSLETTER_IMPRESSUM": "Stellenwerk GmbH, Hafenstraße 2, 20457 Hamburg. HRB 123456.",
-    "NEWSLETTER_MAIL_FROM": "Stellenwerk <newsletter@stellenwerk.de>",
-    "NEWSLETTER_PRIVACY_URL": "https://stellenwerk.de/datenschutz",
-    "NEWSLETTER_BOARD_URL": "https://stellenwerk.de",
-    "NEWSLETTER_BOARD_SEARCH_URL": "https://stellenwerk.de/jobs?q={keywords}&ort={location}",
-}
 SMTP_AUTH = {"NEWSLETTER_SMTP_USERNAME": "newsletter", "NEWSLETTER_SMTP_PASSWORD": PASSWORD}
 
 # Each refused at start; each once quoted its password in the error line.

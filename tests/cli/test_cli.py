@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from newsletter.models import ConsentEvent, OutboxMessage, Subscriber, Suppression, email_hash, utcnow
+from tests.helpers import PRODUCTION
 from tests.conftest import env_for
 
 NEWSLETTER = str(Path(sys.executable).parent / "newsletter")
@@ -62,15 +63,6 @@ def test_production_refuses_a_missing_secret_key_and_plain_http(settings):
     assert result.returncode == 2 and "NEWSLETTER_BASE_URL" in result.stderr and "https" in result.stderr
 
 
-PRODUCTION = {
-    "NEWSLETTER_ENV": "production", "NEWSLETTER_SECRET_KEY": "k" * 40,
-    "NEWSLETTER_BASE_URL": "https://newsletter.stellenwerk.de",
-    "NEWSLETTER_IMPRESSUM": "Stellenwerk GmbH, Hafenstraße 2, 20457 Hamburg. HRB 123456.",
-    "NEWSLETTER_MAIL_FROM": "Stellenwerk <newsletter@stellenwerk.de>",
-    "NEWSLETTER_PRIVACY_URL": "https://stellenwerk.de/datenschutz",
-    "NEWSLETTER_BOARD_URL": "https://stellenwerk.de",
-    "NEWSLETTER_BOARD_SEARCH_URL": "https://stellenwerk.de/jobs?q={keywords}&ort={location}",
-}
 
 
 def test_production_starts_with_the_operators_own_values(settings):
