@@ -17,8 +17,12 @@ venv: $(STAMP)
 demo: venv
 	$(BIN)/newsletter demo
 
+# Tests run in PYTEST_WORKERS processes (pytest-xdist); each claims its own Redis database
+# and PostgreSQL database, so they never touch each other. PYTEST_WORKERS=0 runs them in one.
+PYTEST_WORKERS ?= 2
+
 test: venv
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 bench: venv
 	$(BIN)/python bench/signup.py
