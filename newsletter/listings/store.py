@@ -178,7 +178,10 @@ def clean_url(value: object) -> str:
     odd = _NOT_IN_URLS.search(raw)
     if odd:  # RFC 3986 has no place for them; raw they break <...> and quoting in mails
         raise InvalidInput("url", f"url: the character {odd.group(0)!r} must be percent-encoded")
-    parts = urlsplit(raw)
+    try:
+        parts = urlsplit(raw)
+    except ValueError:  # an unbalanced "[" or "]" in the host: "Invalid IPv6 URL"
+        raise InvalidInput("url", "url: has no valid host") from None
     if parts.scheme.lower() not in ("http", "https"):
         shown = f" (got {parts.scheme[:20]!r})" if parts.scheme else ""
         raise InvalidInput("url", f"url: only absolute http and https links are allowed{shown}")

@@ -283,3 +283,21 @@ def test_openapi_describes_the_api(client, token):
     # Every $ref points at a schema that exists.
     for ref in _refs(spec):
         assert ref.startswith("#/components/schemas/") and ref.rsplit("/", 1)[1] in spec["components"]["schemas"]
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "https://example.org]/x", "http://[/a"])
+def test_an_unbalanced_ipv6_bracket_is_a_rejected_row_not_a_500(client, database, token, url):
+    response = client.post("/api/v1/listings", json=[row(1, url=url), row(2)], headers=auth(token))
+    assert response.status_code == 200, response.get_data(as_text=True)
+    body = response.get_json()
+    assert body["added"] == 1
+    assert body["rejected"] == [{"index": 0, "id": "job-1", "reason": "url: has no valid host"}]
+
+
+def test_the_cli_names_a_row_with_an_unbalanced_ipv6_bracket_without_a_traceback(settings, database, tmp_path):
+    feed = tmp_path / "feed.json"
+    feed.write_text(json.dumps([row(1, url="http://[::1")]))
+    result = cli(settings, "listings", "import", str(feed))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "item 0: url: has no valid host" in result.stdout + result.stderr
