@@ -15,6 +15,7 @@ token would otherwise have several spellings that all verify.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from itsdangerous import (
@@ -33,6 +34,10 @@ PREFERENCES_SALT = "newsletter.preferences.v1"
 DATA_SALT = "newsletter.data.v1"
 
 
+_PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{8,32}")
+MAX_ROW_ID = 2**31 - 1  # an INTEGER primary key on PostgreSQL
+
+
 class TokenInvalid(Exception):
     """The token was altered, is of another kind, or was signed with an unknown key."""
 
@@ -47,8 +52,17 @@ class Tokens:
     confirm_max_age_seconds: float
     data_max_age_seconds: float = 3600.0
 
-    def _timed(self) -> URLSafeTimedSerializer:
-        return URLSafeTimedSerializer(self.keys, salt=CONFIRM_SALT)
+    def _timed(self, salt: str) -> URLSafeTimedSerializer:
+        return URLSafeTimedSerializer(self.keys, salt=salt)
+
+    def _loads_timed(self, salt: str, token: str, max_age: float) -> object:
+        _check_canonical(token)  # first: a respelt expired token is invalid, not expired
+        try:
+            return self._timed(salt).loads(token, max_age=max_age)
+        except SignatureExpired:
+            raise TokenExpired() from None
+        except BadSignature:
+            raise TokenInvalid() from None
 
     def _plain(self, salt: str) -> URLSafeSerializer:
         return URLSafeSerializer(self.keys, salt=salt)
@@ -56,35 +70,26 @@ class Tokens:
     def confirm(self, public_id: str, message_id: int | None = None) -> str:
         """The link of one confirmation mail: it names the outbox row it was mailed in, so
         that the preferences asked for with that very signup are the ones it confirms."""
-        return self._timed().dumps(public_id if message_id is None else [public_id, message_id])
+        return self._timed(CONFIRM_SALT).dumps(public_id if message_id is None else [public_id, message_id])
 
     def read_confirm(self, token: str) -> tuple[str, int | None]:
         """(public_id, outbox message id or None for a link mailed before links named it)."""
-        _check_canonical(token)  # first: a respelt expired token is invalid, not expired
-        try:
-            value = self._timed().loads(token, max_age=self.confirm_max_age_seconds)
-        except SignatureExpired:
-            raise TokenExpired() from None
-        except BadSignature:
-            raise TokenInvalid() from None
-        if isinstance(value, list) and len(value) == 2 and type(value[1]) is int:
-            return _as_public_id(value[0]), value[1]
+        value = self._loads_timed(CONFIRM_SALT, token, self.confirm_max_age_seconds)
+        if isinstance(value, list) and len(value) == 2:
+            message_id = value[1]
+            # An id no outbox row can have would fail the lookup (an integer column).
+            if type(message_id) is not int or not 1 <= message_id <= MAX_ROW_ID:
+                raise TokenInvalid()
+            return _as_public_id(value[0]), message_id
         return _as_public_id(value), None
 
     def data(self, public_id: str, generation: int = 0) -> str:
         """A link to the data export and erasure of the row's link `generation`."""
-        return URLSafeTimedSerializer(self.keys, salt=DATA_SALT).dumps(_with_generation(public_id, generation))
+        return self._timed(DATA_SALT).dumps(_with_generation(public_id, generation))
 
     def read_data(self, token: str) -> tuple[str, int]:
         """(public_id, link generation)."""
-        _check_canonical(token)
-        try:
-            value = URLSafeTimedSerializer(self.keys, salt=DATA_SALT).loads(token, max_age=self.data_max_age_seconds)
-        except SignatureExpired:
-            raise TokenExpired() from None
-        except BadSignature:
-            raise TokenInvalid() from None
-        return _public_id_and_generation(value)
+        return _public_id_and_generation(self._loads_timed(DATA_SALT, token, self.data_max_age_seconds))
 
     def unsubscribe(self, public_id: str) -> str:
         return self._plain(UNSUBSCRIBE_SALT).dumps(public_id)
@@ -123,7 +128,9 @@ def _check_canonical(token: str) -> None:
 
 
 def _as_public_id(value: object) -> str:
-    if not isinstance(value, str) or not 8 <= len(value) <= 32:
+    # What new_public_id makes (URL-safe base64): anything else, a NUL say, is no row's id
+    # and would fail the lookup on PostgreSQL rather than find nothing.
+    if not isinstance(value, str) or not _PUBLIC_ID.fullmatch(value):
         raise TokenInvalid()
     return value
 

@@ -329,3 +329,22 @@ def test_json_errors_speak_english_whatever_the_page_language(client):
     page = client.post("/subscribe", data={"email": "a@example.org", "keywords": "x" * 70_000},
                        headers={"Accept-Language": "de"})
     assert page.status_code == 413 and "zu groß" in page.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(("salt", "route", "payload"), [
+    # An outbox id no INTEGER column holds failed the lookup (OverflowError, "out of range").
+    ("newsletter.confirm.v1", "/confirm/", ["AbCdEfGhIjKlMnOp", 10**40]),
+    ("newsletter.confirm.v1", "/confirm/", ["AbCdEfGhIjKlMnOp", 0]),
+    # A NUL in a public id failed the lookup on PostgreSQL ("cannot contain NUL").
+    ("newsletter.unsubscribe.v1", "/unsubscribe/", "abcdefgh\x00ij"),
+    ("newsletter.preferences.v1", "/preferences/", "abcdefgh ij/k"),
+])
+def test_a_signed_token_holding_what_no_row_can_have_answers_400_not_500(client, salt, route, payload):
+    # Only the key's holder can sign these: the point is a 4xx where a bug could leave one.
+    from itsdangerous import URLSafeSerializer, URLSafeTimedSerializer
+
+    kind = URLSafeTimedSerializer if "confirm" in salt else URLSafeSerializer
+    token = kind([SECRET], salt=salt).dumps(payload)
+    for answer in (client.get(route + token), client.post(route + token)):
+        assert answer.status_code == 400, answer.status_code
+        assert INVALID in answer.get_data(as_text=True)
