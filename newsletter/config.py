@@ -17,7 +17,7 @@ from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Mapping
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
@@ -117,6 +117,17 @@ class Settings:
     demo: bool = False
     demo_smtp_port: int = 8025
     metrics_token: str = ""
+    # Where bounces, complaints and mailto unsubscribes arrive, when the scheduler should
+    # fetch them itself: imaps://USER:PASSWORD@HOST[:PORT]/FOLDER, or imap:// with STARTTLS
+    # (TLS always; see parse_imap_url).
+    bounce_imap_url: str = ""
+    # The IMAP folder processed messages move to (created when missing); never deleted.
+    bounce_imap_done_folder: str = "Processed"
+    bounce_poll_seconds: int = 300
+    # Soft bounces (4.x.x, delayed) on this many editions in a row suppress the address.
+    soft_bounce_limit: int = 3
+    # A recipient's policy refusals (5.7.x while others are accepted) on this many editions.
+    policy_bounce_limit: int = 2
     extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     # -- derived values -------------------------------------------------------------------
@@ -339,6 +350,68 @@ def _check_plaintext_auth(s: Settings) -> None:
         )
 
 
+@dataclass(frozen=True)
+class ImapUrl:
+    """NEWSLETTER_BOUNCE_IMAP_URL taken apart. TLS always: `imaps` from the first byte,
+    `imap` only after STARTTLS (there is no way to send the password in clear)."""
+
+    starttls: bool
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)  # never into a log line by way of repr()
+    folder: str
+
+
+def parse_imap_url(url: str) -> ImapUrl:
+    """imaps://USER:PASSWORD@HOST[:PORT]/FOLDER or imap://... (STARTTLS); FOLDER defaults to
+    INBOX, user, password and folder are percent-decoded. ConfigError naming the variable."""
+    name = "NEWSLETTER_BOUNCE_IMAP_URL"
+    masked = mask_url(url)
+    parts = urlsplit(url)
+    if parts.scheme not in ("imaps", "imap"):
+        raise ConfigError(f"{name}: expected imaps://USER:PASSWORD@HOST[:PORT]/FOLDER (or imap:// for STARTTLS), "
+                          f"got {masked!r}")
+    if parts.query or parts.fragment:
+        # Most likely a '?' or '#' of the password left unescaped: the rest would be lost.
+        raise ConfigError(f"{name}: unexpected '?' or '#' (percent-encode them in the password), got {masked!r}")
+    try:
+        port = parts.port
+    except ValueError:  # its message quotes the port, which may be part of a password
+        raise ConfigError(f"{name}: the port must be a number between 1 and 65535, got {masked!r}") from None
+    _check_port(name, port)
+    if not parts.hostname:
+        raise ConfigError(f"{name}: no host, got {masked!r}")
+    if parts.username is None or parts.password is None or not parts.username:
+        raise ConfigError(f"{name}: give the mailbox's user and password as USER:PASSWORD@, got {masked!r}")
+    user, password = unquote(parts.username), unquote(parts.password)
+    folder = unquote(parts.path.lstrip("/")) or "INBOX"
+    # imaplib sends LOGIN's arguments as ASCII quoted strings, which cannot carry these.
+    for what, value in (("user", user), ("password", password)):
+        if not value.isascii() or _CONTROL_CHARS.search(value):
+            raise ConfigError(f"{name}: the {what} must be ASCII without control characters, got {masked!r}")
+    if _CONTROL_CHARS.search(folder):
+        raise ConfigError(f"{name}: control characters in the folder name, got {masked!r}")
+    return ImapUrl(starttls=parts.scheme == "imap", host=parts.hostname,
+                   port=port or (143 if parts.scheme == "imap" else 993),
+                   user=user, password=password, folder=folder)
+
+
+def _check_bounce_imap(s: Settings) -> None:
+    if not s.bounce_imap_url:
+        return
+    imap = parse_imap_url(s.bounce_imap_url)
+    done = s.bounce_imap_done_folder
+    name = "NEWSLETTER_BOUNCE_IMAP_DONE_FOLDER"
+    # '*' and '%' are LIST's wildcards: such a name could not be looked up to be created.
+    if not done.strip() or _CONTROL_CHARS.search(done) or "*" in done or "%" in done:
+        raise ConfigError(f"{name}: expected a folder name (without '*' or '%'), got {done!r}")
+    # Moved into the folder it is read from, every message would be read again at each poll.
+    # (Folder names are case-sensitive, but for INBOX: RFC 3501 5.1.)
+    if done == imap.folder or done.upper() == imap.folder.upper() == "INBOX":
+        raise ConfigError(f"{name}: must differ from the folder NEWSLETTER_BOUNCE_IMAP_URL reads ({imap.folder!r})")
+
+
 def _check_rate_limit(name: str, value: str) -> None:
     from limits import parse_many
 
@@ -428,6 +501,9 @@ _RANGES = (
     _Range("consent_retention_days", 1),
     _Range("reconcile_interval_seconds", 1),
     _Range("tick_interval_seconds", 1),
+    _Range("bounce_poll_seconds", 10),
+    _Range("soft_bounce_limit", 1, 100),
+    _Range("policy_bounce_limit", 1, 100),
     _Range("send_chunk_size", 1, 10_000),
     _Range("digest_max_listings", 1, 200),
     # The demo's inbox listens here and its mail goes here: 0 would be a random port nobody sends to.
@@ -449,6 +525,7 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError(f"NEWSLETTER_ENV: expected one of {', '.join(ENVIRONMENTS)}, got {s.env!r}")
     _check_database_url(s.database_url)
     _check_redis_url(s.redis_url)
+    _check_bounce_imap(s)
     _check_ranges(s)
     if s.smtp_security not in SECURITY_MODES:
         raise ConfigError(

@@ -335,3 +335,45 @@ class Delivery(Base):
         Index("ix_deliveries_edition_status", "edition_id", "status", "id"),
         Index("ix_deliveries_subscriber", "subscriber_id"),
     )
+
+
+class BounceKind(StrEnum):
+    """What a returned mail or a refusal said about one reader (bounces/intake.py)."""
+
+    HARD = "hard"  # the address is dead (5.x.x): suppressed at once
+    SOFT = "soft"  # 4.x.x or delayed: suppressed after `soft_bounce_limit` editions in a row
+    POLICY = "policy"  # the recipient's side refused by policy (5.7.x): after `policy_bounce_limit`
+    COMPLAINT = "complaint"  # the reader called it spam (ARF): suppressed at once
+    UNSUBSCRIBE = "unsubscribe"  # mail to the reader's List-Unsubscribe mailto: address
+
+
+class BounceEvent(Base):
+    """One bounce, complaint or mailto unsubscribe of a reader, with the edition it was about
+    when known: the rules that count editions in a row read these. Deleted with the reader
+    (the consent log keeps what must outlive them)."""
+
+    __tablename__ = "bounce_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    edition_id: Mapped[int | None] = mapped_column(ForeignKey("editions.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="")
+    detail: Mapped[str] = mapped_column(String(300), default="")
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_bounce_events_subscriber", "subscriber_id", "kind", "edition_id"),
+        Index("ix_bounce_events_edition", "edition_id", "kind"),
+    )
+
+
+class ReturnedMail(Base):
+    """A message read from the bounce mailbox, by the SHA-256 of its bytes: a message is
+    acted on once, however often a Maildir, an mbox or an IMAP folder hands it over."""
+
+    __tablename__ = "returned_mails"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    verdict: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -15,6 +15,8 @@ token would otherwise have several spellings that all verify.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from dataclasses import dataclass
 
@@ -32,6 +34,12 @@ UNSUBSCRIBE_SALT = "newsletter.unsubscribe.v1"
 PREFERENCES_SALT = "newsletter.preferences.v1"
 # Opens a reader's data export and erasure: mailed on request, expires (STANDARDS 26).
 DATA_SALT = "newsletter.data.v1"
+# The List-Unsubscribe mailto: address's tag. A mail address's local part holds 64
+# characters at most and may be lower-cased on its way, so it is no itsdangerous token but
+# "u." + public_id + "." + a short lower-case hex HMAC of it (80 bits).
+MAILTO_SALT = b"newsletter.mailto-unsubscribe.v1:"
+MAILTO_PREFIX = "u."
+_MAILTO_MAC_LENGTH = 20
 
 
 _PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{8,32}")
@@ -96,6 +104,34 @@ class Tokens:
 
     def read_unsubscribe(self, token: str) -> str:
         return self._read_plain(UNSUBSCRIBE_SALT, token)
+
+    def mailto_unsubscribe(self, public_id: str) -> str:
+        """The tag of the reader's List-Unsubscribe mailto: address (bounces+TAG@domain)."""
+        return f"{MAILTO_PREFIX}{public_id}.{self._mailto_mac(self.keys[-1], public_id)}"
+
+    def mailto_public_id(self, tag: str) -> str | None:
+        """The public_id a mailto tag names, as spelt in it (perhaps lower-cased on the way),
+        or None when it is no mailto tag. Whether it is genuine: `mailto_valid`."""
+        if not tag.lower().startswith(MAILTO_PREFIX):
+            return None
+        public_id, dot, mac = tag[len(MAILTO_PREFIX):].rpartition(".")
+        if not dot or len(mac) != _MAILTO_MAC_LENGTH or not _PUBLIC_ID.fullmatch(public_id):
+            return None
+        return public_id
+
+    def mailto_valid(self, public_id: str, tag: str) -> bool:
+        """Whether `tag` is the mailto tag of the row `public_id`, signed with any key we
+        hold (the tags mailed before a key rotation keep working, as unsubscribe links do)."""
+        given = tag.lower().encode()
+        return any(
+            hmac.compare_digest(given, f"{MAILTO_PREFIX}{public_id}.{self._mailto_mac(key, public_id)}".lower().encode())
+            for key in self.keys
+        )
+
+    @staticmethod
+    def _mailto_mac(key: str, public_id: str) -> str:
+        digest = hmac.new(key.encode(), MAILTO_SALT + public_id.encode(), hashlib.sha256).hexdigest()
+        return digest[:_MAILTO_MAC_LENGTH]
 
     def preferences(self, public_id: str, generation: int = 0) -> str:
         """The lasting preferences link of the row's link `generation`."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 from newsletter.models import Listing, Subscriber, email_hash, utcnow
@@ -202,3 +203,17 @@ def send_now(database, settings, drain, trigger: str = "test") -> int:
     queue_edition(settings, edition_id)
     drain()
     return edition_id
+
+
+def one_click_url(message: Any) -> str:
+    """The https URI of a mail's List-Unsubscribe header (RFC 8058's one-click link; a
+    mailto: may follow it, RFC 2369)."""
+    header = str(message["List-Unsubscribe"])
+    return header.split(",")[0].strip().strip("<>")
+
+
+def unsubscribe_mailto(message: Any) -> str:
+    """The mailto: address of a mail's List-Unsubscribe header, without its ?subject."""
+    [mailto] = [part.strip().strip("<>") for part in str(message["List-Unsubscribe"]).split(",")
+                if part.strip().startswith("<mailto:")]
+    return mailto.removeprefix("mailto:").split("?")[0]

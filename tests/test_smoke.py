@@ -1,7 +1,7 @@
 """The whole way once: sign up, confirm through the mailed link, unsubscribe with one click
 from the welcome mail, and no digest reaches the reader after it."""
 
-from tests.helpers import find_subscriber, form_action, links, path_of, signup
+from tests.helpers import find_subscriber, form_action, links, path_of, signup, one_click_url
 from tests.helpers import add_listing, add_reader, send_now
 
 
@@ -20,7 +20,7 @@ def test_signup_confirm_unsubscribe(client, smtp, drain, database, settings):
     mails = smtp.wait_for(2)
     welcome = mails[1].message
     assert welcome["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    unsub = welcome["List-Unsubscribe"].strip("<>")
+    unsub = one_click_url(welcome)
     r = client.post(path_of(unsub), data={"List-Unsubscribe": "One-Click"})
     assert r.status_code == 200
     assert find_subscriber(database, "anna@example.org").status == "unsubscribed"

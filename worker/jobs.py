@@ -1,4 +1,4 @@
-"""The worker's own jobs: the reconciler, the digest tick and the purge, run at worker
+"""The worker's own jobs: the reconciler, the digest tick, the purge and the bounce poll, run at worker
 start and by the scheduler. Thin: each opens what it needs through the job context and
 calls the domain. The send jobs that the web and the CLI queue are in newsletter/queueing.py."""
 
@@ -104,3 +104,12 @@ def purge() -> dict[str, int]:
     if any(counts.values()):
         log.info("purge: %s", ", ".join(f"{key} {value}" for key, value in counts.items()))
     return counts
+
+
+def poll_bounces() -> dict[str, int]:
+    """Fetch what came back to the bounce mailbox over IMAP (newsletter/bounces/imap.py),
+    when NEWSLETTER_BOUNCE_IMAP_URL is set; logged when anything came."""
+    from newsletter.bounces import imap  # only where a bounce mailbox is configured
+
+    ctx = job_context.get()
+    return dict(imap.poll(ctx.settings, ctx.database))

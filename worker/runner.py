@@ -94,6 +94,8 @@ def build_scheduler(settings: Settings) -> CronScheduler:
     cron.register(jobs.reconcile, queue_name=queueing.MAINTENANCE, interval=settings.reconcile_interval_seconds)
     cron.register(jobs.purge, queue_name=queueing.MAINTENANCE, interval=PURGE_EVERY_SECONDS)
     cron.register(jobs.digest_tick, queue_name=queueing.MAINTENANCE, interval=settings.tick_interval_seconds)
+    if settings.bounce_imap_url:
+        cron.register(jobs.poll_bounces, queue_name=queueing.MAINTENANCE, interval=settings.bounce_poll_seconds)
     return cron
 
 

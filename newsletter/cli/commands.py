@@ -7,6 +7,7 @@ the capability it operates:
     listings.py     listings import
     digest.py       digest send, tick, status, pause, resume, cancel
     operators.py    api-token create, list, revoke
+    bounces.py      bounces process
 
 console.main runs this group, but for the worker and the scheduler, which it runs without
 Flask (processes.FLASK_FREE)."""
@@ -16,7 +17,7 @@ from __future__ import annotations
 from flask.cli import FlaskGroup, ScriptInfo
 
 from newsletter import create_app
-from newsletter.cli import digest, listings, operators, processes, subscribers
+from newsletter.cli import bounces, digest, listings, operators, processes, subscribers
 from newsletter.cli.errors import run_group
 from newsletter.config import Settings
 
@@ -30,7 +31,7 @@ cli = FlaskGroup(
 )
 for command in (
     processes.db_group, processes.worker_command, processes.scheduler_command, processes.demo_command,
-    subscribers.group, listings.group, digest.group, operators.api_token,
+    subscribers.group, listings.group, digest.group, operators.api_token, bounces.group,
 ):
     cli.add_command(command)
 

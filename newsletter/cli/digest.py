@@ -80,7 +80,7 @@ def _print_status(edition_id: int | None) -> None:
             fail(f"no edition {edition_id}" if edition_id is not None else "no edition yet")
         click.echo(f"edition: {edition.id}")
         click.echo(f"state: {edition.state}")
-        for key, value in state.counts(session, edition.id).items():
+        for key, value in (state.counts(session, edition.id) | state.returned(session, edition.id)).items():
             click.echo(f"{key}: {value}")
         click.echo(f"recipients: {edition.planned}")
         click.echo(f"listings: {edition.listing_count}")

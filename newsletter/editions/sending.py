@@ -26,8 +26,10 @@ from newsletter.db import Database
 from newsletter.mail import delivery
 from newsletter.mail.delivery import Kind
 from newsletter.mail.digest import DigestComposer, VariantMail, view
-from newsletter.mail.compose import Renderer, verp_sender
+from newsletter.mail.compose import Renderer, digest_tag, mailto_address, verp_sender
 from newsletter.models import (
+    BounceEvent,
+    BounceKind,
     Delivery,
     DeliveryStatus,
     Edition,
@@ -42,11 +44,20 @@ from newsletter.models import (
 from newsletter.mail.send_rate import SendRate
 from newsletter.subscribers import subscriptions
 from newsletter.tokens import Tokens, tokens_for
-from newsletter.mail.transport import SmtpTransport
+from newsletter.mail.transport import SmtpTransport, Stage
 
 log = logging.getLogger(__name__)
 
 STATE_CHECK_SECONDS = 1.0
+# A policy refusal (5.7.x) at these stages names one recipient; at MAIL FROM, AUTH or
+# connecting it names us.
+READER_STAGES = (Stage.RCPT, Stage.DATA)
+# Refusals in a row, with no recipient accepted, that say the relay refuses us rather than
+# each reader (STANDARDS 24: "every recipient of a connection"), without knocking on a
+# refusing relay's door for a whole chunk.
+POLICY_PROBE = 10
+# A mail of the edition accepted this recently (by any worker) shows the relay takes ours.
+ACCEPTED_RECENTLY = timedelta(minutes=15)
 
 
 @dataclass
@@ -143,9 +154,11 @@ class ChunkSender:
         self.composer = DigestComposer(settings, renderer)
         self.rate = SendRate(redis, settings.send_rate) if redis is not None else None
         self._variants: dict[tuple[int, str], VariantMail] = {}
+        self._accepted = False  # the relay accepted one of our mails during this run
 
     def run(self, edition_id: int, lo: int, hi: int, transport: SmtpTransport | None = None) -> ChunkResult:
         result = ChunkResult()
+        self._accepted = False
         with self.database.engine.connect() as conn:
             if conn.dialect.name == "postgresql":
                 # Every statement of a chunk stands alone (the claim is one UPDATE, each
@@ -217,6 +230,7 @@ class ChunkSender:
         pace = self.rate.wait if self.rate is not None else None
         last_check = time.monotonic()
         alarmed = False
+        undecided: list[tuple[Claimed, Any, delivery.Outcome]] = []
         for index, item in enumerate(claimed):
             if time.monotonic() - last_check > STATE_CHECK_SECONDS:
                 last_check = time.monotonic()
@@ -231,18 +245,36 @@ class ChunkSender:
                 result.cancelled += 1
                 continue
             outcome = delivery.send(
-                transport, verp_sender(self.settings, reader.public_id), reader.email,
+                transport, verp_sender(self.settings, digest_tag(reader.public_id, edition_id)), reader.email,
                 partial(self._build, conn, item.variant_id, reader, cutoff, feedback_id), what=what, pace=pace,
             )
             kind = outcome.kind
             if kind is Kind.SENT:
                 self._finish(conn, item.id, DeliveryStatus.SENT, None)
                 result.sent += 1
+                if not self._accepted:
+                    self._accepted = True
+                    for held, held_reader, refusal in undecided:
+                        self._policy_bounce(conn, edition_id, held, held_reader, refusal, result)
+                    undecided.clear()
+            elif kind is Kind.POLICY and outcome.stage in READER_STAGES:
+                # A refusal of this recipient (RCPT) or of this message for them (DATA): the
+                # reader's policy bounce, if the relay takes our mail for others; held back
+                # until some recipient settles that, or until enough were refused to say
+                # the relay refuses us.
+                if self._accepted or self._accepted_recently(conn, edition_id):
+                    self._policy_bounce(conn, edition_id, item, reader, outcome, result)
+                    continue
+                undecided.append((item, reader, outcome))
+                if len(undecided) >= POLICY_PROBE:
+                    self._refused_us(conn, edition_id, [u[0] for u in undecided] + claimed[index + 1:],
+                                     created_at, outcome, result)
+                    return
             elif kind is Kind.POLICY:
-                # The relay refuses us, not this reader: alarm once, put the chunk back.
-                # The alarm names the delivery, never the reader (the reply is redacted too).
-                delivery.policy_alarm(conn, f"edition {edition_id}, delivery {item.id}", outcome)
-                self._retry(conn, claimed[index:], created_at, outcome.detail, result)
+                # The relay refuses our sender (MAIL FROM, AUTH, the connection): alarm once and
+                # put the chunk back. The alarm names the delivery, never the reader.
+                self._refused_us(conn, edition_id, [u[0] for u in undecided] + claimed[index:],
+                                 created_at, outcome, result)
                 return
             elif kind is Kind.BUILD:
                 if not alarmed:  # once per chunk: it may well be every mail
@@ -260,6 +292,41 @@ class ChunkSender:
             else:  # Kind.UNSENDABLE
                 self._finish(conn, item.id, DeliveryStatus.FAILED, outcome.detail)
                 result.failed += 1
+        if undecided:
+            # Everyone this run tried was refused by policy: nothing says it is the readers'.
+            self._refused_us(conn, edition_id, [u[0] for u in undecided], created_at, undecided[-1][2], result)
+
+    def _refused_us(self, conn: Connection, edition_id: int, items: list[Claimed], created_at: Any,
+                    outcome: delivery.Outcome, result: ChunkResult) -> None:
+        """The relay refuses us, not a reader: the operator's alarm, and the chunk waits."""
+        delivery.policy_alarm(conn, f"edition {edition_id}, delivery {items[0].id}", outcome)
+        self._retry(conn, items, created_at, outcome.detail, result)
+
+    def _accepted_recently(self, conn: Connection, edition_id: int) -> bool:
+        """Whether the relay accepted this edition's mail for someone lately (any worker)."""
+        last = conn.scalar(
+            select(Delivery.sent_at)
+            .where(Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.SENT)
+            .order_by(Delivery.id.desc()).limit(1))
+        if last is not None and last > utcnow() - ACCEPTED_RECENTLY:
+            self._accepted = True
+        return self._accepted
+
+    def _policy_bounce(self, conn: Connection, edition_id: int, item: Claimed, reader: Any,
+                       outcome: delivery.Outcome, result: ChunkResult) -> None:
+        """One reader's policy refusal: this mail is over; the address is suppressed once
+        it was refused on `policy_bounce_limit` editions in a row."""
+        self._finish(conn, item.id, DeliveryStatus.BOUNCED, outcome.detail)
+        with self.database.session_scope() as session:
+            sub = session.get(Subscriber, reader.id)
+            if sub is not None:
+                status = delivery.enhanced_status(outcome.detail)
+                session.add(BounceEvent(subscriber_id=sub.id, edition_id=edition_id, kind=BounceKind.POLICY,
+                                        status=status, detail=outcome.detail[:300]))
+                session.flush()
+                subscriptions.record_repeated_bounce(session, sub, BounceKind.POLICY, edition_id,
+                                                     self.settings.policy_bounce_limit, status, outcome.detail)
+        result.bounced += 1
 
     def _build(self, conn: Connection, variant_id: int, reader: Any, cutoff: Any, feedback_id: str,
                recipient: str, utf8: bool) -> tuple[bytes, str]:
@@ -268,6 +335,7 @@ class ChunkSender:
         return self.composer.build(
             variant, recipient, self.tokens.preferences(reader.public_id, reader.link_generation),
             self.tokens.unsubscribe(reader.public_id), feedback_id, utf8=utf8,
+            mailto=mailto_address(self.settings, self.tokens.mailto_unsubscribe(reader.public_id)),
         )
 
     def _variant(self, conn: Connection, variant_id: int, language: str, cutoff) -> VariantMail:  # type: ignore[no-untyped-def]

@@ -10,6 +10,8 @@ from sqlalchemy.orm import Session
 
 from newsletter.models import (
     OPEN_DELIVERIES,
+    BounceEvent,
+    BounceKind,
     Delivery,
     DeliveryStatus,
     Edition,
@@ -56,6 +58,19 @@ def counts(session: Session, edition_id: int) -> dict[str, int]:
         "failed": by_status.get(DeliveryStatus.FAILED, 0),
         "bounced": by_status.get(DeliveryStatus.BOUNCED, 0),
         "cancelled": by_status.get(DeliveryStatus.CANCELLED, 0),
+    }
+
+
+def returned(session: Session, edition_id: int) -> dict[str, int]:
+    """What came back about an edition's mails after they left (bounces/intake.py): soft
+    and policy bounces and complaints (hard bounces show in `counts` as bounced)."""
+    by_kind = dict(session.execute(
+        select(BounceEvent.kind, func.count(func.distinct(BounceEvent.subscriber_id)))
+        .where(BounceEvent.edition_id == edition_id).group_by(BounceEvent.kind)).all())
+    return {
+        "soft_bounced": by_kind.get(BounceKind.SOFT, 0),
+        "policy_bounced": by_kind.get(BounceKind.POLICY, 0),
+        "complained": by_kind.get(BounceKind.COMPLAINT, 0),
     }
 
 

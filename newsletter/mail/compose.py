@@ -194,16 +194,55 @@ def list_id_header(settings: Settings) -> str:
     return f"{' '.join(words)} <{settings.effective_list_id}>"
 
 
-def list_headers(settings: Settings, unsubscribe_url: str) -> dict[str, str]:
-    """The RFC 2369/2919/8058 headers of every mail to a confirmed subscriber."""
+def list_headers(settings: Settings, unsubscribe_url: str, mailto: str | None = None) -> dict[str, str]:
+    """The RFC 2369/2919/8058 headers of every mail to a confirmed subscriber; `mailto` is
+    the reader's unsubscribe address (mailto_address), offered after the https link for
+    the clients that use only a mailto: (RFC 2369)."""
     return {
         "List-Id": list_id_header(settings),
-        "List-Unsubscribe": f"<{unsubscribe_url}>",
+        "List-Unsubscribe": list_unsubscribe(unsubscribe_url, mailto),
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     }
+
+
+def list_unsubscribe(unsubscribe_url: str, mailto: str | None) -> str:
+    """The https link first (RFC 8058 one-click), then the mailto: when there is one."""
+    if mailto is None:
+        return f"<{unsubscribe_url}>"
+    return f"<{unsubscribe_url}>, <mailto:{mailto}?subject=unsubscribe>"
 
 
 def verp_sender(settings: Settings, tag: str) -> str:
     """The envelope sender for one recipient: bounces+TAG@domain, so a bounce names its mail."""
     local, _, domain = settings.effective_bounce_address.rpartition("@")
     return f"{local}+{tag}@{domain}"
+
+
+def digest_tag(public_id: str, edition_id: int) -> str:
+    """The VERP tag of one reader's digest: a bounce names the reader and the edition (the
+    soft-bounce rule counts editions). Public ids hold no ".", so it splits back cleanly."""
+    return f"{public_id}.{edition_id}"
+
+
+# RFC 5321 4.5.3.1.1: a local part holds 64 octets at most.
+MAX_LOCAL_PART = 64
+
+
+def mailto_address(settings: Settings, tag: str) -> str | None:
+    """The reader's List-Unsubscribe mailto: address, bounces+TAG@domain: it arrives in the
+    bounce mailbox, where `newsletter bounces process` reads it. None when the configured
+    bounce address leaves no room for the tag in a local part."""
+    address = verp_sender(settings, tag)
+    return address if len(address.rpartition("@")[0]) <= MAX_LOCAL_PART else None
+
+
+def tag_of(settings: Settings, address: str) -> str | None:
+    """The TAG of an address of ours of the form bounces+TAG@domain (any case), else None."""
+    local, _, domain = settings.effective_bounce_address.rpartition("@")
+    their_local, at, their_domain = address.strip().strip("<>").rpartition("@")
+    if not at or their_domain.lower() != domain.lower():
+        return None
+    prefix = local + "+"
+    if not their_local.lower().startswith(prefix.lower()) or len(their_local) == len(prefix):
+        return None
+    return their_local[len(prefix):]

@@ -13,6 +13,7 @@ rate's pass through (the job fails and the lease hands its mail on).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -119,6 +120,15 @@ def send(
     except UnsendableError as exc:
         return Outcome(Kind.UNSENDABLE, str(exc), exc.stage, error=exc)
     return Outcome(Kind.SENT, message_id=message_id)
+
+
+_ENHANCED_STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
+
+
+def enhanced_status(detail: str) -> str:
+    """The enhanced status code ("5.7.1") a reply holds, or ""."""
+    found = _ENHANCED_STATUS.search(detail)
+    return found.group(1) if found else ""
 
 
 def retry_delay(settings: Settings, attempts: int, first_queued: datetime, now: datetime) -> float | None:

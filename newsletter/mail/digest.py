@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 from newsletter.config import Settings
 from newsletter.mail.dkim import signer_for
-from newsletter.mail.compose import Renderer, list_id_header, safe_header
+from newsletter.mail.compose import Renderer, list_id_header, list_unsubscribe, safe_header
 from newsletter.models import Listing
 
 PREFS, UNSUB = 0, 1  # the two reader slots: preferences link, unsubscribe link
@@ -139,9 +139,11 @@ class DigestComposer:
         return VariantMail(subject, _qp_parts(composed.text, stem), _qp_parts(composed.html, stem))
 
     def build(
-        self, variant: VariantMail, to: str, prefs_token: str, unsub_token: str, feedback_id: str, utf8: bool = False
+        self, variant: VariantMail, to: str, prefs_token: str, unsub_token: str, feedback_id: str, utf8: bool = False,
+        mailto: str | None = None,
     ) -> tuple[bytes, str]:
-        """One reader's message: their links filled in; returns (bytes, Message-ID)."""
+        """One reader's message: their links filled in (`mailto`: their List-Unsubscribe
+        mailto: address, if any); returns (bytes, Message-ID)."""
         # Quoted-printable encoding was most of a message's cost; only the lines with a
         # reader's link are encoded per reader, the rest once per variant.
         text = _fill(variant.text_parts, prefs_token, unsub_token)
@@ -157,7 +159,7 @@ class DigestComposer:
             f"Date: {format_datetime(now)}\r\n"
             f"Message-ID: {message_id}\r\n"
             f"List-Id: {self.list_id}\r\n"
-            f"List-Unsubscribe: <{unsubscribe_url}>\r\n"
+            f"List-Unsubscribe: {list_unsubscribe(unsubscribe_url, mailto)}\r\n"
             "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
             f"Feedback-ID: {feedback_id}\r\n"
             "Auto-Submitted: auto-generated\r\n"

@@ -28,9 +28,12 @@ from newsletter.db import Database
 from newsletter.mail import delivery
 from newsletter.mail.delivery import Kind
 from newsletter.mail.dkim import signer_for
-from newsletter.mail.compose import Renderer, build_message, list_headers, verp_sender
+from newsletter.mail.compose import Renderer, build_message, list_headers, mailto_address, verp_sender
 from newsletter.models import (
     HARD_SUPPRESSIONS,
+    BounceEvent,
+    BounceKind,
+    Delivery,
     OutboxKind,
     OutboxMessage,
     OutboxStatus,
@@ -40,7 +43,7 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.tokens import tokens_for
-from newsletter.mail.transport import SmtpTransport
+from newsletter.mail.transport import SmtpTransport, Stage
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +163,18 @@ def _send(
             delivery.build_alarm(session.connection(), outcome, quiet=ALARM_QUIET)
     elif outcome.kind == Kind.POLICY:
         with database.session_scope() as session:
+            if outcome.stage in (Stage.RCPT, Stage.DATA) and _relay_accepts_us(session):
+                # This recipient's policy refusal (STANDARDS 24): recorded for the reader,
+                # this mail is over; their digests' refusals decide about suppressing them.
+                _finish(session, message_id, OutboxStatus.BOUNCED, outcome.detail)
+                sub = session.scalar(select(Subscriber).where(Subscriber.public_id == public_id))
+                if sub is not None:
+                    status = delivery.enhanced_status(outcome.detail)
+                    session.add(BounceEvent(subscriber_id=sub.id, kind=BounceKind.POLICY, status=status,
+                                            detail=outcome.detail[:300]))
+                    subscriptions.record_repeated_bounce(session, sub, BounceKind.POLICY, None,
+                                                         settings.policy_bounce_limit, status, outcome.detail)
+                return SendResult(OutboxStatus.BOUNCED, outcome.detail)
             # Named by its outbox id, never by the reader (the reply is redacted by the transport).
             delivery.policy_alarm(session.connection(), f"outbox {message_id} ({kind} mail)", outcome)
     elif outcome.kind == Kind.BOUNCED:
@@ -172,6 +187,21 @@ def _send(
             _finish(session, message_id, OutboxStatus.FAILED, outcome.detail)
         return SendResult(OutboxStatus.FAILED, outcome.detail)
     return _retry_or_give_up(database, settings, message_id, attempts, created_at, outcome.detail)
+
+
+# A mail accepted this recently shows that the relay takes ours: a policy refusal now is
+# the recipient's, not ours.
+ACCEPTED_RECENTLY = timedelta(minutes=15)
+
+
+def _relay_accepts_us(session: Session) -> bool:
+    """Whether the relay accepted a mail of ours (transactional or digest) lately."""
+    since = utcnow() - ACCEPTED_RECENTLY
+    for table in (OutboxMessage, Delivery):
+        last = session.scalar(select(table.sent_at).where(table.status == "sent").order_by(table.id.desc()).limit(1))
+        if last is not None and last > since:
+            return True
+    return False
 
 
 def _requested_language(payload: object, default: str) -> str:
@@ -207,7 +237,8 @@ def _compose(
     unsubscribe_url = settings.url(f"/unsubscribe/{tokens.unsubscribe(public_id)}")
     preferences_url = settings.url(f"/preferences/{tokens.preferences(public_id, generation)}")
     if status == SubscriberStatus.CONFIRMED:
-        headers.update(list_headers(settings, unsubscribe_url))
+        mailto = mailto_address(settings, tokens.mailto_unsubscribe(public_id))
+        headers.update(list_headers(settings, unsubscribe_url, mailto))
     composed = renderer.render(
         kind, language, unsubscribe_url=unsubscribe_url, preferences_url=preferences_url,
         subscribed=status == SubscriberStatus.CONFIRMED, **data,

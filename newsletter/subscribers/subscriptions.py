@@ -17,9 +17,12 @@ from newsletter.subscribers import consent
 from newsletter.subscribers.mailbox import lock_mailbox, mailbox_hash
 from newsletter.models import (
     HARD_SUPPRESSIONS,
+    BounceEvent,
     ConfirmationMail,
     ConfirmResult,
     ConsentEvent,
+    Delivery,
+    DeliveryStatus,
     LinkMail,
     OutboxKind,
     OutboxMessage,
@@ -27,6 +30,7 @@ from newsletter.models import (
     Subscriber,
     SubscriberStatus,
     Suppression,
+    SuppressionReason,
     email_hash,
     new_public_id,
     utcnow,
@@ -49,7 +53,7 @@ MANAGE_LINK_INTERVAL = timedelta(hours=24)
 # The consent proof (STANDARDS 11, 15): what shows consent given and withdrawn, kept after
 # an erasure for its retention time. The rest of the log (preference changes, link
 # requests, bounce replies) is about the person, not the consent, and goes with them.
-PROOF_EVENTS = ("signup", "imported", "confirmation_sent", "confirmed", "unsubscribed", "erased")
+PROOF_EVENTS = ("signup", "imported", "confirmation_sent", "confirmed", "unsubscribed", "complained", "erased")
 # The unsubscribe page's optional question offers these; free text is not kept, so that
 # the withdrawal record holds nothing a person typed about themselves.
 UNSUBSCRIBE_REASONS = ("found_job", "too_many", "not_relevant", "other")
@@ -400,16 +404,71 @@ def confirmation_sent(session: Session, public_id: str, message_id: str | None) 
     _event(session, sub, "confirmation_sent", Origin(channel="email"), at=sent_at, message_id=message_id)
 
 
-def mark_bounced(session: Session, public_id: str, detail: str) -> None:
-    """A permanent failure for this subscriber's address (`detail`: the relay's reply,
-    addresses redacted): stop mailing it for good."""
+def mark_bounced(session: Session, public_id: str, detail: str, *, source: str = "smtp",
+                 edition_id: int | None = None) -> None:
+    """A permanent failure for this subscriber's address (`detail`: the relay's reply or the
+    DSN's status and diagnostic, addresses redacted): stop mailing it for good. `source`:
+    the SMTP conversation ("smtp") or a DSN read from the bounce mailbox ("dsn")."""
     sub = find(session, public_id)
     if sub is None:
         return
     sub.status = SubscriberStatus.BOUNCED
-    if session.get(Suppression, sub.email_hash) is None:
-        session.add(Suppression(email_hash=sub.email_hash, reason="bounced"))
-    _event(session, sub, "bounced", Origin(channel="smtp"), reply=detail[:300])
+    _suppress(session, sub.email_hash, SuppressionReason.BOUNCED)
+    extra: dict[str, Any] = {"reply": detail[:300]}
+    if edition_id is not None:
+        extra["edition"] = edition_id
+    _event(session, sub, "bounced", Origin(channel=source), **extra)
+
+
+def mark_complained(session: Session, sub: Subscriber, edition_id: int | None = None) -> None:
+    """The reader reported our mail as spam (an ARF report): never mail them again, and
+    the consent log says why (a complaint withdraws consent as an unsubscribe does)."""
+    sub.status = SubscriberStatus.COMPLAINED
+    session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.subscriber_id == sub.id, OutboxMessage.status == OutboxStatus.PENDING)
+        .values(status=OutboxStatus.CANCELLED, last_error="not needed any more: subscriber complained")
+    )
+    _suppress(session, sub.email_hash, SuppressionReason.COMPLAINED)
+    _event(session, sub, "complained", Origin(channel="feedback_loop"),
+           **({"edition": edition_id} if edition_id is not None else {}))
+
+
+def record_repeated_bounce(
+    session: Session, sub: Subscriber, kind: str, edition_id: int | None, limit: int, status: str, detail: str,
+) -> bool:
+    """A soft bounce or a policy refusal of `sub` (its BounceEvent already added): logged,
+    and when every one of the last `limit` editions mailed to the reader has one of this
+    kind, the address is suppressed as bounced. True when it was."""
+    _event(session, sub, f"{kind}_bounce", Origin(channel="smtp" if kind == "policy" else "dsn"),
+           status=status, reply=detail[:300], **({"edition": edition_id} if edition_id is not None else {}))
+    if edition_id is None or sub.status == SubscriberStatus.BOUNCED:
+        return False
+    mailed = session.scalars(
+        select(Delivery.edition_id)
+        .where(Delivery.subscriber_id == sub.id,
+               Delivery.status.in_((DeliveryStatus.SENT, DeliveryStatus.BOUNCED, DeliveryStatus.FAILED)))
+        .order_by(Delivery.edition_id.desc()).limit(limit)
+    ).all()
+    if len(mailed) < limit:
+        return False
+    bounced_on = set(session.scalars(
+        select(BounceEvent.edition_id).where(BounceEvent.subscriber_id == sub.id, BounceEvent.kind == kind,
+                                             BounceEvent.edition_id.in_(mailed))))
+    if not set(mailed) <= bounced_on:
+        return False
+    mark_bounced(session, sub.public_id, f"{kind} bounces on {limit} editions in a row; last: {status} {detail}",
+                 source="smtp" if kind == "policy" else "dsn", edition_id=edition_id)
+    return True
+
+
+def _suppress(session: Session, hashed: str, reason: SuppressionReason) -> None:
+    """Suppress an address for `reason`; a bounce or complaint outranks an unsubscribe."""
+    entry = session.get(Suppression, hashed)
+    if entry is None:
+        session.add(Suppression(email_hash=hashed, reason=reason))
+    elif entry.reason not in HARD_SUPPRESSIONS:
+        entry.reason = reason
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -26,7 +26,7 @@ from newsletter.models import (
     utcnow,
 )
 from tests.conftest import make_settings
-from tests.helpers import DkimKey, add_listing, add_reader, queue_edition, send_now
+from tests.helpers import DkimKey, add_listing, add_reader, queue_edition, send_now, one_click_url
 
 
 # -- the schedule ------------------------------------------------------------------------
@@ -187,7 +187,7 @@ def test_digest_headers_and_links(database, settings, smtp, drain, client):
     assert msg.get_content_type() == "multipart/alternative"
     assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
     assert all(len(line) <= 998 for line in mail.data.split(b"\r\n"))
-    unsubscribe = msg["List-Unsubscribe"].strip("<>")
+    unsubscribe = one_click_url(msg)
     for part in ("plain", "html"):
         body = mail.part(part)
         assert unsubscribe in body and "/preferences/" in body
@@ -237,33 +237,49 @@ def test_dkim_signature_covers_and_oversigns_the_list_headers(database, settings
 
 # -- delivery outcomes ---------------------------------------------------------------------
 
-def test_bounce_suppresses_and_policy_rejection_alarms_and_holds_the_chunk(database, settings, smtp, drain):
+def test_a_bounce_suppresses_and_one_readers_policy_refusal_holds_nobody(database, settings, smtp, drain):
     smtp.handler.rcpt_reply = lambda address: (
         "550 5.1.1 unknown user" if address.startswith("gone") else
-        "550 5.7.1 DMARC policy" if address.startswith("policy") else None
+        "550 5.7.1 recipient rejected" if address.startswith("policy") else None
     )
     with database.session_scope() as session:
         add_listing(session, 1, "Buchhalter/in")
-        for address in ("fine@example.org", "gone@example.org", "policy@example.org", "after@example.org"):
+        for address in ("policy@example.org", "fine@example.org", "gone@example.org", "after@example.org"):
             add_reader(session, address)
     edition_id = send_now(database, settings, drain)
-    assert [m.rcpt_tos[0] for m in smtp.messages] == ["fine@example.org"]
+    assert [m.rcpt_tos[0] for m in smtp.messages] == ["fine@example.org", "after@example.org"]
     with database.session_scope() as session:
         counts = state.counts(session, edition_id)
-        assert counts["bounced"] == 1 and counts["sent"] == 1 and counts["queued"] == 2
+        assert counts["bounced"] == 2 and counts["sent"] == 2 and counts["queued"] == 0
+        assert session.get(Edition, edition_id).state == "done"
         assert session.scalar(select(Subscriber.status).where(Subscriber.email == "gone@example.org")) == "bounced"
         assert session.get(Suppression, email_hash("gone@example.org")).reason == "bounced"
-        # The relay refused *us*: the reader is not bounced, the operator is alarmed once,
-        # and the rest of the chunk waits for the retry instead of hammering the relay.
+        # The first reader's refusal waited for the next recipient to say whether it was
+        # theirs or ours; it was theirs: recorded, not (yet) suppressed, no alarm.
         assert session.scalar(select(Subscriber.status).where(Subscriber.email == "policy@example.org")) == "confirmed"
+        assert state.returned(session, edition_id)["policy_bounced"] == 1
+        assert session.scalar(select(func.count()).select_from(OperatorAlarm)) == 0
+
+
+def test_a_relay_refusing_every_recipient_alarms_and_holds_the_edition(database, settings, smtp, drain):
+    smtp.handler.rcpt_reply = lambda address: "550 5.7.1 DMARC policy"
+    with database.session_scope() as session:
+        add_listing(session, 1, "Buchhalter/in")
+        for address in ("one@example.org", "two@example.org", "three@example.org"):
+            add_reader(session, address)
+    edition_id = send_now(database, settings, drain)
+    assert smtp.messages == []
+    with database.session_scope() as session:
+        assert state.counts(session, edition_id)["queued"] == 3
         assert session.scalar(select(func.count()).select_from(OperatorAlarm)) == 1
+        assert session.scalar(select(func.count()).select_from(Subscriber).where(Subscriber.status != "confirmed")) == 0
 
     smtp.handler.rcpt_reply = lambda address: None  # the operator fixed SPF/DKIM
     import time
 
     time.sleep(settings.retry_base_seconds + 0.1)
     drain()
-    assert sorted(m.rcpt_tos[0] for m in smtp.messages) == ["after@example.org", "fine@example.org", "policy@example.org"]
+    assert sorted(m.rcpt_tos[0] for m in smtp.messages) == ["one@example.org", "three@example.org", "two@example.org"]
     with database.session_scope() as session:
         assert session.get(Edition, edition_id).state == "done"
 

@@ -69,32 +69,45 @@ def test_a_refused_address_reaches_no_other_readers_records_nor_alarms_nor_logs(
     edition_id = send_edition(database, settings, drain)
 
     with database.session_scope() as session:
-        # The replies are classified as before: the bounce is the reader's, the policy
-        # refusal the operator's (the rest of the chunk waits for a retry).
+        # The bounce is the reader's; so is the policy refusal of one recipient while the
+        # relay takes the others (STANDARDS 24): the rest of the chunk goes on.
         assert session.scalar(select(Subscriber.status).where(Subscriber.email == GONE)) == "bounced"
         assert session.scalar(select(Subscriber.status).where(Subscriber.email == REFUSED)) == "confirmed"
         errors = {email: error for email, error in session.execute(
             select(Subscriber.email, Delivery.last_error).join(Delivery, Delivery.subscriber_id == Subscriber.id))}
         exports = {sub.email: json.dumps(subscriptions.export(session, sub), default=str)
                    for sub in session.scalars(select(Subscriber))}
-        bounce_replies = [e.detail for e in session.scalars(select(ConsentEvent).where(ConsentEvent.event == "bounced"))]
-        refused_delivery = session.scalar(select(Delivery.id).join(Subscriber).where(Subscriber.email == REFUSED))
+        replies = [e.detail for e in session.scalars(
+            select(ConsentEvent).where(ConsentEvent.event.in_(("bounced", "policy_bounce"))).order_by(ConsentEvent.id))]
         alarms = [a.message for a in session.scalars(select(OperatorAlarm))]
 
     for email in OTHERS:  # the leak itself: another reader's delivery and data export
         assert REFUSED not in (errors[email] or "") and REFUSED not in exports[email], (email, errors[email])
         assert GONE not in exports[email], exports[email]
     assert GONE not in exports[REFUSED] and REFUSED not in exports[GONE]
-    assert "5.7.1" in errors[OTHERS[1]] and "5.1.1" in errors[GONE]  # the reply is kept, minus the address
+    assert "5.7.1" in errors[REFUSED] and "5.1.1" in errors[GONE]  # the reply is kept, minus the address
     for email, error in errors.items():
         assert "@" not in (error or ""), (email, error)
-    [reply] = bounce_replies
-    assert "5.1.1" in json.dumps(reply) and "@" not in json.dumps(reply)
-    [alarm] = alarms
-    assert f"edition {edition_id}" in alarm and f"delivery {refused_delivery}" in alarm
-    assert "@" not in alarm
-    assert f"delivery {refused_delivery}: relay refuses our mail" in our_log(caplog)
+    assert len(replies) == 2 and "5.1.1" in json.dumps(replies[0]) and "5.7.1" in json.dumps(replies[1])
+    assert "@" not in json.dumps(replies)
+    assert alarms == []
     assert REFUSED not in our_log(caplog) and GONE not in our_log(caplog)
+
+
+def test_a_relay_refusing_every_recipient_alarms_naming_the_delivery_not_the_reader(
+    database, settings, smtp, drain, caplog
+):
+    caplog.set_level(logging.INFO)
+    smtp.handler.rcpt_reply = lambda address: f"550 5.7.1 <{address}>: Recipient address rejected: Access denied"
+    edition_id = send_edition(database, settings, drain)
+    with database.session_scope() as session:
+        first = session.scalar(select(Delivery.id).order_by(Delivery.id).limit(1))
+        [alarm] = [a.message for a in session.scalars(select(OperatorAlarm))]
+        errors = [e for e in session.scalars(select(Delivery.last_error))]
+    assert f"edition {edition_id}" in alarm and f"delivery {first}" in alarm and "@" not in alarm
+    assert all("5.7.1" in e and "@" not in e for e in errors)
+    assert f"delivery {first}: relay refuses our mail" in our_log(caplog)
+    assert not any(address in our_log(caplog) for address in [REFUSED, GONE, *OTHERS])
 
 
 def test_an_outbox_policy_refusal_alarms_with_the_message_id_not_the_address(client, database, smtp, drain, caplog):

@@ -14,6 +14,7 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from newsletter.tokens import DATA_SALT
 from tests.conftest import SECRET
 from tests.helpers import (
+    one_click_url,
     data_link,
     find_subscriber,
     links,
@@ -159,7 +160,7 @@ def test_a_data_link_asked_for_before_unsubscribing_still_arrives(client, smtp, 
 
 @pytest.fixture
 def welcome_unsubscribe(smtp, prefs_path) -> str:
-    return path_of(smtp.to(EMAIL)[1].message["List-Unsubscribe"].strip("<>"))
+    return path_of(one_click_url(smtp.to(EMAIL)[1].message))
 
 
 # -- /manage: once a day; a data link for everyone we hold data about ----------------------------

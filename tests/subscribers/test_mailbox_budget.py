@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import delete
 
 from newsletter.models import ConsentEvent, LinkMail
-from tests.helpers import all_rows, only_link, path_of, signup, subscribe_confirmed, time_passes
+from tests.helpers import all_rows, only_link, path_of, signup, subscribe_confirmed, time_passes, one_click_url
 
 EMAIL = "anna@example.org"
 PARALLEL = 12
@@ -137,7 +137,7 @@ def leaked_prefs(request, client, smtp, drain) -> str:
     """The preferences link of a reader (or a former one), in a stranger's hands."""
     welcome = subscribe_confirmed(client, smtp, drain, EMAIL)
     if request.param == "unsubscribed":
-        unsubscribe = path_of(welcome.message["List-Unsubscribe"].strip("<>"))
+        unsubscribe = path_of(one_click_url(welcome.message))
         assert client.post(unsubscribe, data={"List-Unsubscribe": "One-Click"}).status_code == 200
     return only_link(welcome.part("plain"), "/preferences/")
 

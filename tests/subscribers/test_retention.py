@@ -24,7 +24,7 @@ from newsletter.models import (
     email_hash,
     utcnow,
 )
-from tests.helpers import all_rows, find_subscriber, form_action, only_link, path_of, signup, subscribe_confirmed
+from tests.helpers import all_rows, find_subscriber, form_action, only_link, path_of, signup, subscribe_confirmed, one_click_url
 
 EMAIL = "anna@example.org"
 PROOF = ["signup", "confirmation_sent", "confirmed"]
@@ -84,7 +84,7 @@ def _leave(client, smtp, drain, how: str) -> str:
     prefs = only_link(welcome.part("plain"), "/preferences/")
     client.post(prefs, data={"keywords": "Gynäkologie Teilzeit", "location": "Quedlinburg", "language": "de"})
     if how == "unsubscribed":
-        unsubscribe = path_of(welcome.message["List-Unsubscribe"].strip("<>"))
+        unsubscribe = path_of(one_click_url(welcome.message))
         assert client.post(unsubscribe, data={"List-Unsubscribe": "One-Click"}).status_code == 200
     elif how == "bounced":
         smtp.handler.rcpt_reply = lambda address: "550 5.1.1 <anna@example.org>: no such user"

@@ -15,6 +15,7 @@ from newsletter.subscribers import consent
 from newsletter.models import ConsentEvent, OutboxMessage, Subscriber
 from tests.conftest import make_settings
 from tests.helpers import (
+    one_click_url,
     BASE,
     all_rows,
     data_link,
@@ -126,7 +127,7 @@ def _answers_for_every_state(client, smtp, drain, send) -> dict[str, tuple[int, 
     signup(client, "pending@example.org")
     subscribe_confirmed(client, smtp, drain, "confirmed@example.org")
     welcome = subscribe_confirmed(client, smtp, drain, "gone@example.org")
-    unsubscribe_path = welcome.message["List-Unsubscribe"].strip("<>").replace(BASE, "")
+    unsubscribe_path = one_click_url(welcome.message).replace(BASE, "")
     assert client.post(unsubscribe_path, data={"List-Unsubscribe": "One-Click"}).status_code == 200
     answers = {}
     for state, email in (

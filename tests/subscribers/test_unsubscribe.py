@@ -13,6 +13,7 @@ from newsletter.models import ConsentEvent, OutboxMessage, Suppression
 from newsletter.tokens import Tokens
 from tests.conftest import SECRET
 from tests.helpers import (
+    one_click_url,
     all_rows,
     find_subscriber,
     form_action,
@@ -32,7 +33,7 @@ ONE_CLICK = b"List-Unsubscribe=One-Click"
 def unsubscribe_path(client, smtp, drain) -> str:
     """The List-Unsubscribe path of the welcome mail of a confirmed EMAIL."""
     welcome = subscribe_confirmed(client, smtp, drain, EMAIL)
-    return path_of(welcome.message["List-Unsubscribe"].strip("<>"))
+    return path_of(one_click_url(welcome.message))
 
 
 @pytest.fixture

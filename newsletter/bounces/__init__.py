@@ -1,0 +1,1 @@
+"""Mail that answers back: bounces (DSNs), complaints (ARF), mailto unsubscribes."""
