@@ -341,6 +341,14 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def aligned(dkim_domain: str, from_domain: str) -> bool:
+    """Whether a DKIM d= domain aligns with the From domain in DMARC's relaxed mode, simply
+    put: the same domain, or one a subdomain of the other. (DMARC's organisational domain
+    would need the public suffix list; two sibling subdomains count as not aligned here.)"""
+    d, f = dkim_domain.lower().rstrip("."), from_domain.lower().rstrip(".")
+    return bool(d) and bool(f) and (d == f or d.endswith("." + f) or f.endswith("." + d))
+
+
 def _check_plaintext_auth(s: Settings) -> None:
     # The password in clear is tolerable only where it never leaves this host.
     if s.smtp_plaintext_auth_on_loopback and not _is_loopback(s.smtp_host):
@@ -594,6 +602,11 @@ def validate(settings: Settings) -> Settings:
             raise ConfigError(f"NEWSLETTER_BASE_URL: must be https in production, got {mask_url(s.base_url)!r}")
         if s.demo:
             raise ConfigError("NEWSLETTER_DEMO: the demo inbox cannot be turned on in production")
+        # DMARC passes on DKIM only when d= aligns with the From domain (STANDARDS 36).
+        if s.dkim_key_file and not aligned(s.dkim_domain, s.mail_domain):
+            raise ConfigError(f"NEWSLETTER_DKIM_DOMAIN: {s.dkim_domain!r} does not align with the From domain "
+                              f"{s.mail_domain!r} of NEWSLETTER_MAIL_FROM (DMARC); sign with the From domain "
+                              "or a domain it belongs to")
         # The built-in values describe a made-up operator: in production every mail would
         # carry its Impressum (DDG §5) and point readers to its privacy notice.
         defaults = Settings()

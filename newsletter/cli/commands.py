@@ -8,6 +8,7 @@ the capability it operates:
     digest.py       digest send, tick, status, pause, resume, cancel
     operators.py    api-token create, list, revoke
     bounces.py      bounces process
+    deliverability.py  dns-records, doctor
 
 console.main runs this group, but for the worker and the scheduler, which it runs without
 Flask (processes.FLASK_FREE)."""
@@ -18,6 +19,7 @@ from flask.cli import FlaskGroup, ScriptInfo
 
 from newsletter import create_app
 from newsletter.cli import bounces, digest, listings, operators, processes, subscribers
+from newsletter.cli import deliverability
 from newsletter.cli.errors import run_group
 from newsletter.config import Settings
 
@@ -34,6 +36,8 @@ for command in (
     subscribers.group, listings.group, digest.group, operators.api_token, bounces.group,
 ):
     cli.add_command(command)
+cli.add_command(deliverability.dns_records_command)
+cli.add_command(deliverability.doctor_command)
 
 
 def run(settings: Settings, args: list[str]) -> None:

@@ -63,6 +63,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         try:
             settings = load_settings()
         except ConfigError as exc:
+            if args[at : at + 1] == ["doctor"]:
+                from newsletter.cli.deliverability import report_bad_settings
+
+                report_bad_settings(exc)  # the doctor's first check: a fail line, exit 1
             fail(str(exc), code=2)
         if args[at : at + 1] and args[at] in FLASK_FREE.commands:
             run_group(FLASK_FREE, args[at:], obj=settings)
