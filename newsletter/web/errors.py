@@ -1,4 +1,5 @@
-"""Readable error pages (or JSON for API-minded clients); never a bare 500 for user input."""
+"""Readable error pages (or JSON for API-minded clients); never a bare 500 for user input,
+and 503 with Retry-After while the database is away (outages.py says when that is)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ from contextlib import nullcontext
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from newsletter.web import outages
+
 log = logging.getLogger(__name__)
+
+OUTAGE_JSON_MESSAGE = "The service is temporarily unavailable: its database does not answer. Try again later."
 
 
 def wants_json() -> bool:
@@ -23,11 +28,13 @@ def wants_json() -> bool:
     return request.is_json
 
 
-def error_response(status: int, message: str, field: str | None = None) -> Response:
+def error_response(status: int, message: str, field: str | None = None, **extra: object) -> Response:
+    """The error page with `message`, or `{"error": message, "field": field, **extra}`."""
     if wants_json():
         body: dict[str, object] = {"error": message}
         if field:
             body["field"] = field
+        body.update(extra)
         response = jsonify(body)
     else:
         response = Response(render_template("error.html", status=status, message=message), mimetype="text/html")
@@ -35,7 +42,41 @@ def error_response(status: int, message: str, field: str | None = None) -> Respo
     return response
 
 
+def outage_response() -> Response:
+    """503 while the database is away: the error page in the reader's language, or JSON (in
+    English, as every JSON error is) saying when to try again."""
+    from flask_babel import gettext as _
+
+    if wants_json():
+        response = error_response(503, OUTAGE_JSON_MESSAGE, retry_after=outages.RETRY_AFTER_SECONDS)
+    else:
+        response = error_response(503, _("Something went wrong on our side. Please try again later."))
+    response.headers["Retry-After"] = str(outages.RETRY_AFTER_SECONDS)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _database_away(exc: Exception) -> Response:
+    if not outages.is_outage(exc):
+        raise exc  # a bug: Flask answers 500 (below) and logs it with its traceback
+    # The route's rule, not the path: a path may carry a reader's token.
+    route = request.url_rule.rule if request.url_rule is not None else "(no route)"
+    log.warning("database unavailable, answered 503 to %s %s (%s)", request.method, route, outages.reason(exc))
+    return outage_response()
+
+
+def _retry_after(response: Response) -> Response:
+    # Every 503, GET /healthz's too, tells clients and proxies when to come back.
+    if response.status_code == 503:
+        response.headers.setdefault("Retry-After", str(outages.RETRY_AFTER_SECONDS))
+    return response
+
+
 def init_app(app: Flask) -> None:
+    for error in outages.OUTAGE_ERRORS:
+        app.register_error_handler(error, _database_away)
+    app.after_request(_retry_after)
+
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         from flask_babel import force_locale
