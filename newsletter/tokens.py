@@ -40,6 +40,12 @@ DATA_SALT = "newsletter.data.v1"
 MAILTO_SALT = b"newsletter.mailto-unsubscribe.v1:"
 MAILTO_PREFIX = "u."
 _MAILTO_MAC_LENGTH = 20
+# The VERP tag of the envelope sender, bounces+TAG@domain: public_id[.edition].HMAC (48
+# bits: every guess costs the guesser a mail). Signed, so that a bounce acts only on the
+# reader whose mail it returns: a made-up DSN cannot bounce a reader it names.
+VERP_SALT = b"newsletter.verp.v1:"
+_VERP_MAC_LENGTH = 12
+_DIGITS = re.compile(r"[0-9]{1,10}")
 
 
 _PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{8,32}")
@@ -130,8 +136,35 @@ class Tokens:
 
     @staticmethod
     def _mailto_mac(key: str, public_id: str) -> str:
-        digest = hmac.new(key.encode(), MAILTO_SALT + public_id.encode(), hashlib.sha256).hexdigest()
-        return digest[:_MAILTO_MAC_LENGTH]
+        return _mac(key, MAILTO_SALT, public_id, _MAILTO_MAC_LENGTH)
+
+    def verp_tag(self, public_id: str, edition_id: int | None = None) -> str:
+        """The envelope sender's tag of a mail to `public_id` (of a digest of `edition_id`)."""
+        signed = public_id if edition_id is None else f"{public_id}.{edition_id}"
+        return f"{signed}.{_mac(self.keys[-1], VERP_SALT, signed, _VERP_MAC_LENGTH)}"
+
+    @staticmethod
+    def verp_parts(tag: str) -> tuple[str, int | None] | None:
+        """(public_id as spelt in the tag, edition id or None), or None when `tag` has not the
+        shape of a VERP tag. Whether it is genuine: `verp_valid`, with the row's public_id."""
+        parts = tag.split(".")
+        if len(parts) not in (2, 3) or len(parts[-1]) != _VERP_MAC_LENGTH or not _PUBLIC_ID.fullmatch(parts[0]):
+            return None
+        if len(parts) == 2:
+            return parts[0], None
+        if not _DIGITS.fullmatch(parts[1]) or not 1 <= int(parts[1]) <= MAX_ROW_ID:
+            return None
+        return parts[0], int(parts[1])
+
+    def verp_valid(self, public_id: str, edition_id: int | None, tag: str) -> bool:
+        """Whether `tag` is the VERP tag we gave a mail to the row `public_id` (any key we
+        hold; compared without case, as some hops lower-case local parts)."""
+        given = tag.lower().encode()
+        signed = public_id if edition_id is None else f"{public_id}.{edition_id}"
+        return any(
+            hmac.compare_digest(given, f"{signed}.{_mac(key, VERP_SALT, signed, _VERP_MAC_LENGTH)}".lower().encode())
+            for key in self.keys
+        )
 
     def preferences(self, public_id: str, generation: int = 0) -> str:
         """The lasting preferences link of the row's link `generation`."""
@@ -150,6 +183,10 @@ class Tokens:
             return self._plain(salt).loads(token)
         except BadSignature:
             raise TokenInvalid() from None
+
+
+def _mac(key: str, salt: bytes, text: str, length: int) -> str:
+    return hmac.new(key.encode(), salt + text.encode(), hashlib.sha256).hexdigest()[:length]
 
 
 def _check_canonical(token: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import mailbox
 import os
+import stat
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,10 +34,15 @@ def kind_of(path: Path) -> str:
         if all((path / sub).is_dir() for sub in ("cur", "new", "tmp")):
             return "maildir"
         raise SourceError(f"{path}: a directory but no Maildir (no cur/, new/ and tmp/)")
-    if not path.is_file():
+    if not path.exists():
         raise SourceError(f"{path}: no such file or directory")
-    with path.open("rb") as fh:
-        start = fh.read(5)
+    if not path.is_file():
+        raise SourceError(f"{path}: neither a file nor a Maildir")
+    try:
+        with path.open("rb") as fh:
+            start = fh.read(5)
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     return "mbox" if start == b"From " else "eml"
 
 
@@ -66,12 +72,23 @@ def process(path: Path, handle: Callable[[bytes], str]) -> Counter[str]:
 
 def _handle_file(file: Path, handle: Callable[[bytes], str]) -> str:
     try:
-        if file.stat().st_size > MAX_MESSAGE_BYTES:
-            log.warning("%s: larger than %d bytes, no bounce of ours: left as it is", file, MAX_MESSAGE_BYTES)
-            return SKIPPED
-        raw = file.read_bytes()
+        # Opened without following a link and checked to be a plain file: a Maildir is
+        # written by others, and a link to a secret or a FIFO (which would block the read)
+        # is no message. The size is checked on what was opened, not on the name.
+        fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as fh:
+            info = os.fstat(fh.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                log.warning("%s: not a plain file: left as it is", file)
+                return SKIPPED
+            if info.st_size > MAX_MESSAGE_BYTES:
+                log.warning("%s: larger than %d bytes, no bounce of ours: left as it is", file, MAX_MESSAGE_BYTES)
+                return SKIPPED
+            raw = fh.read(MAX_MESSAGE_BYTES + 1)
     except OSError as exc:
         log.warning("%s: cannot be read (%s): left as it is", file, exc.strerror or exc)
+        return SKIPPED
+    if len(raw) > MAX_MESSAGE_BYTES:
         return SKIPPED
     return handle(raw)
 

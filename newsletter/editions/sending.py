@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, timedelta
 from functools import partial
 from typing import Any
@@ -26,7 +26,7 @@ from newsletter.db import Database
 from newsletter.mail import delivery
 from newsletter.mail.delivery import Kind
 from newsletter.mail.digest import DigestComposer, VariantMail, view
-from newsletter.mail.compose import Renderer, digest_tag, mailto_address, verp_sender
+from newsletter.mail.compose import Renderer, mailto_address, verp_sender
 from newsletter.models import (
     BounceEvent,
     BounceKind,
@@ -56,8 +56,6 @@ READER_STAGES = (Stage.RCPT, Stage.DATA)
 # each reader (STANDARDS 24: "every recipient of a connection"), without knocking on a
 # refusing relay's door for a whole chunk.
 POLICY_PROBE = 10
-# A mail of the edition accepted this recently (by any worker) shows the relay takes ours.
-ACCEPTED_RECENTLY = timedelta(minutes=15)
 
 
 @dataclass
@@ -245,35 +243,30 @@ class ChunkSender:
                 result.cancelled += 1
                 continue
             outcome = delivery.send(
-                transport, verp_sender(self.settings, digest_tag(reader.public_id, edition_id)), reader.email,
+                transport, verp_sender(self.settings, self.tokens.verp_tag(reader.public_id, edition_id)), reader.email,
                 partial(self._build, conn, item.variant_id, reader, cutoff, feedback_id), what=what, pace=pace,
             )
             kind = outcome.kind
             if kind is Kind.SENT:
                 self._finish(conn, item.id, DeliveryStatus.SENT, None)
                 result.sent += 1
-                if not self._accepted:
-                    self._accepted = True
-                    for held, held_reader, refusal in undecided:
-                        self._policy_bounce(conn, edition_id, held, held_reader, refusal, result)
-                    undecided.clear()
+                self._accepted = True
+                for held, held_reader, refusal in undecided:  # someone after them was taken
+                    self._policy_bounce(conn, edition_id, held, held_reader, refusal, result)
+                undecided.clear()
             elif kind is Kind.POLICY and outcome.stage in READER_STAGES:
                 # A refusal of this recipient (RCPT) or of this message for them (DATA): the
-                # reader's policy bounce, if the relay takes our mail for others; held back
-                # until some recipient settles that, or until enough were refused to say
-                # the relay refuses us.
-                if self._accepted or self._accepted_recently(conn, edition_id):
-                    self._policy_bounce(conn, edition_id, item, reader, outcome, result)
-                    continue
+                # reader's policy bounce once the relay takes a recipient after it; a run of
+                # refusals means the relay refuses us.
                 undecided.append((item, reader, outcome))
                 if len(undecided) >= POLICY_PROBE:
-                    self._refused_us(conn, edition_id, [u[0] for u in undecided] + claimed[index + 1:],
+                    self._refused_us(conn, edition_id, [u[0] for u in undecided], claimed[index + 1:],
                                      created_at, outcome, result)
                     return
             elif kind is Kind.POLICY:
                 # The relay refuses our sender (MAIL FROM, AUTH, the connection): alarm once and
                 # put the chunk back. The alarm names the delivery, never the reader.
-                self._refused_us(conn, edition_id, [u[0] for u in undecided] + claimed[index:],
+                self._refused_us(conn, edition_id, [u[0] for u in undecided] + [item], claimed[index + 1:],
                                  created_at, outcome, result)
                 return
             elif kind is Kind.BUILD:
@@ -293,24 +286,25 @@ class ChunkSender:
                 self._finish(conn, item.id, DeliveryStatus.FAILED, outcome.detail)
                 result.failed += 1
         if undecided:
-            # Everyone this run tried was refused by policy: nothing says it is the readers'.
-            self._refused_us(conn, edition_id, [u[0] for u in undecided], created_at, undecided[-1][2], result)
+            if self._accepted:
+                # A few refusals after the relay took others in this run: theirs (fewer than
+                # POLICY_PROBE in a row; a relay turning on us shows in the next chunk).
+                for held, held_reader, refusal in undecided:
+                    self._policy_bounce(conn, edition_id, held, held_reader, refusal, result)
+            else:
+                # Everyone this run tried was refused: nothing says it is the readers'.
+                self._refused_us(conn, edition_id, [u[0] for u in undecided], [], created_at, undecided[-1][2], result)
 
-    def _refused_us(self, conn: Connection, edition_id: int, items: list[Claimed], created_at: Any,
-                    outcome: delivery.Outcome, result: ChunkResult) -> None:
-        """The relay refuses us, not a reader: the operator's alarm, and the chunk waits."""
-        delivery.policy_alarm(conn, f"edition {edition_id}, delivery {items[0].id}", outcome)
-        self._retry(conn, items, created_at, outcome.detail, result)
-
-    def _accepted_recently(self, conn: Connection, edition_id: int) -> bool:
-        """Whether the relay accepted this edition's mail for someone lately (any worker)."""
-        last = conn.scalar(
-            select(Delivery.sent_at)
-            .where(Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.SENT)
-            .order_by(Delivery.id.desc()).limit(1))
-        if last is not None and last > utcnow() - ACCEPTED_RECENTLY:
-            self._accepted = True
-        return self._accepted
+    def _refused_us(self, conn: Connection, edition_id: int, tried: list[Claimed], untried: list[Claimed],
+                    created_at: Any, outcome: delivery.Outcome, result: ChunkResult) -> None:
+        """The relay refuses us, not a reader: the operator's alarm, and the chunk waits.
+        The claimed rows never tried get their try back (as a pause gives it back)."""
+        delivery.policy_alarm(conn, f"edition {edition_id}, delivery {tried[0].id}", outcome)
+        self._retry(conn, tried, created_at, outcome.detail, result)
+        if untried:
+            conn.execute(update(Delivery).where(Delivery.id.in_([i.id for i in untried])).values(
+                attempts=Delivery.attempts - 1))
+            self._retry(conn, [replace(i, attempts=i.attempts - 1) for i in untried], created_at, outcome.detail, result)
 
     def _policy_bounce(self, conn: Connection, edition_id: int, item: Claimed, reader: Any,
                        outcome: delivery.Outcome, result: ChunkResult) -> None:

@@ -218,12 +218,6 @@ def verp_sender(settings: Settings, tag: str) -> str:
     return f"{local}+{tag}@{domain}"
 
 
-def digest_tag(public_id: str, edition_id: int) -> str:
-    """The VERP tag of one reader's digest: a bounce names the reader and the edition (the
-    soft-bounce rule counts editions). Public ids hold no ".", so it splits back cleanly."""
-    return f"{public_id}.{edition_id}"
-
-
 # RFC 5321 4.5.3.1.1: a local part holds 64 octets at most.
 MAX_LOCAL_PART = 64
 

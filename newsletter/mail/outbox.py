@@ -31,9 +31,6 @@ from newsletter.mail.dkim import signer_for
 from newsletter.mail.compose import Renderer, build_message, list_headers, mailto_address, verp_sender
 from newsletter.models import (
     HARD_SUPPRESSIONS,
-    BounceEvent,
-    BounceKind,
-    Delivery,
     OutboxKind,
     OutboxMessage,
     OutboxStatus,
@@ -43,7 +40,7 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.tokens import tokens_for
-from newsletter.mail.transport import SmtpTransport, Stage
+from newsletter.mail.transport import SmtpTransport
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +145,7 @@ def _send(
             data = signer.sign(data)  # the welcome mail carries the List-* headers too (STANDARDS 7)
         return data, rfc_message_id
 
-    outcome = delivery.send(transport, verp_sender(settings, public_id), email, build,
+    outcome = delivery.send(transport, verp_sender(settings, tokens_for(settings).verp_tag(public_id)), email, build,
                             what=f"{kind} mail {message_id}")
     if outcome.kind == Kind.SENT:
         with database.session_scope() as session:
@@ -163,18 +160,6 @@ def _send(
             delivery.build_alarm(session.connection(), outcome, quiet=ALARM_QUIET)
     elif outcome.kind == Kind.POLICY:
         with database.session_scope() as session:
-            if outcome.stage in (Stage.RCPT, Stage.DATA) and _relay_accepts_us(session):
-                # This recipient's policy refusal (STANDARDS 24): recorded for the reader,
-                # this mail is over; their digests' refusals decide about suppressing them.
-                _finish(session, message_id, OutboxStatus.BOUNCED, outcome.detail)
-                sub = session.scalar(select(Subscriber).where(Subscriber.public_id == public_id))
-                if sub is not None:
-                    status = delivery.enhanced_status(outcome.detail)
-                    session.add(BounceEvent(subscriber_id=sub.id, kind=BounceKind.POLICY, status=status,
-                                            detail=outcome.detail[:300]))
-                    subscriptions.record_repeated_bounce(session, sub, BounceKind.POLICY, None,
-                                                         settings.policy_bounce_limit, status, outcome.detail)
-                return SendResult(OutboxStatus.BOUNCED, outcome.detail)
             # Named by its outbox id, never by the reader (the reply is redacted by the transport).
             delivery.policy_alarm(session.connection(), f"outbox {message_id} ({kind} mail)", outcome)
     elif outcome.kind == Kind.BOUNCED:
@@ -187,21 +172,6 @@ def _send(
             _finish(session, message_id, OutboxStatus.FAILED, outcome.detail)
         return SendResult(OutboxStatus.FAILED, outcome.detail)
     return _retry_or_give_up(database, settings, message_id, attempts, created_at, outcome.detail)
-
-
-# A mail accepted this recently shows that the relay takes ours: a policy refusal now is
-# the recipient's, not ours.
-ACCEPTED_RECENTLY = timedelta(minutes=15)
-
-
-def _relay_accepts_us(session: Session) -> bool:
-    """Whether the relay accepted a mail of ours (transactional or digest) lately."""
-    since = utcnow() - ACCEPTED_RECENTLY
-    for table in (OutboxMessage, Delivery):
-        last = session.scalar(select(table.sent_at).where(table.status == "sent").order_by(table.id.desc()).limit(1))
-        if last is not None and last > since:
-            return True
-    return False
 
 
 def _requested_language(payload: object, default: str) -> str:

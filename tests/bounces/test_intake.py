@@ -73,7 +73,7 @@ def test_a_dsn_for_a_digest_bounces_its_reader_once_and_the_next_edition_skips_t
         settings, database, drain, smtp, readers, tmp_path):
     first = edition_with(database, settings, drain, smtp, 1)
     sent = digest_to(smtp, DEAD)
-    assert sent.mail_from.startswith("bounces+") and sent.mail_from.endswith(f".{first}@jobs.example.org")
+    assert sent.mail_from.startswith("bounces+") and f".{first}." in sent.mail_from  # public id, edition, HMAC
     box = returned.maildir(tmp_path / "Maildir", returned.dsn(to=sent.mail_from, recipient=DEAD),
                            returned.plain(to="bounces@jobs.example.org", subject="Re: Neue Jobs", body="Danke!"))
 
@@ -195,18 +195,69 @@ def test_a_digest_offers_its_readers_own_mailto_address(settings, database, drai
 def test_without_a_verp_tag_the_reader_is_found_by_message_id_or_by_the_failed_address(
         settings, database, client, smtp, drain):
     welcome = subscribe_confirmed(client, smtp, drain, ALIVE)
-    # The welcome mail's Message-ID, returned in the DSN's headers, names its reader.
+    # The welcome mail's Message-ID, returned in the DSN's headers, names its reader: only
+    # their mail had it, so it counts as a VERP tag does.
     original = welcome.message
     original.replace_header("To", "someone-else@example.org")
     report = returned.dsn(to="bounces@jobs.example.org", recipient="forwarded@elsewhere.example", original=original)
     assert intake.process_message(database, settings, report) == "bounced"
     assert find_subscriber(database, ALIVE).status == "bounced"
 
+
+def test_a_report_naming_a_reader_only_by_address_stops_their_mail_but_suppresses_nobody(
+        settings, database, client, smtp, drain):
+    """Anyone can write a DSN or a feedback report naming someone's address: it unsubscribes
+    (the reader can sign up again), it never suppresses for good."""
     with database.session_scope() as session:
         add_reader(session, DEAD)
-    by_address = returned.dsn(to="bounces@jobs.example.org", recipient=DEAD, return_path="somebody@example.net")
-    assert intake.process_message(database, settings, by_address) == "bounced"
-    assert find_subscriber(database, DEAD).status == "bounced"
+        add_reader(session, ALIVE)
+    forged = returned.dsn(to="bounces@jobs.example.org", recipient=DEAD, return_path="somebody@example.net")
+    assert intake.process_message(database, settings, forged) == "unsubscribed"
+    original = returned.plain(to=ALIVE, sender="newsletter@jobs.example.org", subject="Neue Jobs")
+    from email import message_from_bytes, policy
+
+    complaint = returned.arf(to="fbl@jobs.example.org", original=message_from_bytes(original, policy=policy.default))
+    assert intake.process_message(database, settings, complaint) == "unsubscribed"
+    for address, reason in ((DEAD, "unverified_hard"), (ALIVE, "unverified_complaint")):
+        assert find_subscriber(database, address).status == "unsubscribed"
+        [left] = [e for e in events(database, address) if e.event == "unsubscribed"]
+        assert left.detail == {"reason": reason}
+        with database.session_scope() as session:
+            assert session.get(Suppression, email_hash(address)).reason == "unsubscribed"
+    smtp.clear()
+    subscribe_confirmed(client, smtp, drain, DEAD)  # a new signup works: nothing was suppressed for good
+
+
+def test_a_verp_tag_that_is_not_ours_matches_nobody(settings, database, drain, smtp, readers):
+    edition_id = edition_with(database, settings, drain, smtp, 1)
+    sent = digest_to(smtp, DEAD)
+    tag = sent.mail_from.split("+", 1)[1].split("@")[0]
+    public_id = tag.split(".")[0]
+    for forged in (f"{public_id}.{edition_id}.000000000000", f"{public_id}.{edition_id + 1}.{tag.split('.')[-1]}",
+                   f"{public_id}.\u00b2.{tag.split('.')[-1]}", f"{public_id.lower()}.{edition_id}.abcdefabcdef"):
+        report = returned.dsn(to=f"bounces+{forged}@jobs.example.org", recipient="not-the-reader@example.net")
+        assert intake.process_message(database, settings, report) == "ignored", forged
+    assert find_subscriber(database, DEAD).status == "confirmed"
+    # The genuine tag, even lower-cased on its way, does name its reader.
+    report = returned.dsn(to=sent.mail_from.lower(), recipient="not-the-reader@example.net")
+    assert intake.process_message(database, settings, report) == "bounced"
+
+
+def test_a_receiver_refusing_our_authentication_alarms_and_bounces_nobody(settings, database, drain, smtp, readers):
+    for n in (1, 2):
+        edition_with(database, settings, drain, smtp, n)
+        for address in (DEAD, ALIVE):
+            report = returned.dsn(to=digest_to(smtp, address).mail_from, recipient=address, status="5.7.26",
+                                  diagnostic="smtp; 550 5.7.26 Unauthenticated email from jobs.example.org is not "
+                                             "accepted due to domain's DMARC policy")
+            assert intake.process_message(database, settings, report) == "ignored"
+        time_passes(database, 15)
+    assert find_subscriber(database, DEAD).status == find_subscriber(database, ALIVE).status == "confirmed"
+    with database.session_scope() as session:
+        from newsletter.models import OperatorAlarm
+
+        messages = session.scalars(select(OperatorAlarm.message)).all()
+    assert len(messages) == 4 and all("5.7.26" in m and "@" not in m for m in messages)
 
 
 def test_a_dsn_for_nobody_of_ours_is_ignored(settings, database):
@@ -238,4 +289,20 @@ def test_a_path_that_is_no_mailbox_is_one_error_line_and_nothing_is_read(setting
         result = run(settings, "bounces", "process", str(good), str(bad))
         assert result.returncode == 2 and result.stdout == ""
         assert result.stderr.count("\n") == 1 and str(bad) in result.stderr, result.stderr
+    assert find_subscriber(database, DEAD).status == "confirmed"
+
+
+def test_links_and_fifos_in_a_maildir_are_left_alone_and_do_not_block(settings, database, readers, tmp_path):
+    """A Maildir is written by others: a link to a file elsewhere is not read through, and a
+    FIFO (whose read would wait forever) is not opened for reading."""
+    import os
+
+    secret = tmp_path / "secret.eml"
+    secret.write_bytes(returned.dsn(to="bounces@jobs.example.org", recipient=DEAD))
+    box = returned.maildir(tmp_path / "Maildir")
+    os.symlink(secret, box / "new" / "1.link")
+    os.mkfifo(box / "new" / "2.fifo")
+    result = counts(run(settings, "bounces", "process", str(box)))
+    assert result["skipped"] == 2 and result["bounced"] == 0
+    assert sorted(p.name for p in (box / "new").iterdir()) == ["1.link", "2.fifo"]
     assert find_subscriber(database, DEAD).status == "confirmed"

@@ -86,14 +86,14 @@ def every_row(database) -> dict[str, list[str]]:
 
 def assert_postfix_dsn_for_dead_reader(dsn: EmailMessage, public_id: str) -> None:
     """Postfix's RFC 3464 report: sent to the VERP address of the reader's digest (the tag
-    is the reader's public id, and may name the edition after a "."), naming the reader's
+    is the reader's public id, the edition and an HMAC of both), naming the reader's
     address as the failed recipient with 5.1.1, our digest attached."""
     assert dsn["Subject"] == "Undelivered Mail Returned to Sender"
     assert dsn.get_content_type() == "multipart/report"
     assert dsn.get_param("report-type") == "delivery-status"
     assert dsn["Return-Path"] == "<>"  # a DSN has the null sender: it never bounces back
     verp = dsn["Delivered-To"]
-    assert re.fullmatch(rf"bounces\+{re.escape(public_id)}(\.\w+)?@{re.escape(DOMAIN)}", verp), verp
+    assert re.fullmatch(rf"bounces\+{re.escape(public_id)}\.[0-9]+\.[0-9a-f]{{12}}@{re.escape(DOMAIN)}", verp), verp
     assert dsn["To"] == verp
     [status] = [part for part in dsn.walk() if part.get_content_type() == "message/delivery-status"]
     recipient = status.get_payload()[1]  # the per-message block, then one per recipient

@@ -9,8 +9,8 @@ from sqlalchemy import func, select
 
 from newsletter.editions import state
 from newsletter.editions.sending import POLICY_PROBE
-from newsletter.models import ConsentEvent, OperatorAlarm, OutboxMessage, Suppression, email_hash
-from tests.helpers import add_listing, add_reader, find_subscriber, send_now, signup, time_passes
+from newsletter.models import ConsentEvent, Delivery, OperatorAlarm, Suppression, email_hash
+from tests.helpers import add_listing, add_reader, find_subscriber, send_now, time_passes
 
 BLOCKED = "blocked@example.org"
 REFUSAL = "550 5.7.1 <{address}>: Recipient address rejected: Access denied"
@@ -75,16 +75,42 @@ def test_a_relay_refusing_everyone_is_asked_about_a_few_readers_only(settings, d
         assert state.returned(session, edition_id)["policy_bounced"] == 0
 
 
-def test_a_transactional_mail_refused_for_one_recipient_is_theirs_once_the_relay_took_others(
-        settings, database, client, smtp, drain):
-    smtp.handler.rcpt_reply = lambda address: REFUSAL.format(address=address) if address == BLOCKED else None
-    assert signup(client, "frei@example.org").status_code == 200
-    drain()
-    assert len(smtp.messages) == 1
-    assert signup(client, BLOCKED).status_code == 200
-    drain()
+def test_a_refusal_after_the_relay_took_others_is_the_last_readers_own(settings, database, smtp, drain):
+    smtp.handler.rcpt_reply = lambda address: REFUSAL.format(address=address) if address == "zz@example.org" else None
     with database.session_scope() as session:
-        statuses = dict(session.execute(select(OutboxMessage.id, OutboxMessage.status)).all())
-    assert sorted(statuses.values()) == ["bounced", "sent"]
+        for address in ("aa@example.org", "bb@example.org", "zz@example.org"):
+            add_reader(session, address)
+    edition_id = edition(database, settings, drain, smtp, 1)
+    assert sorted(m.rcpt_tos[0] for m in smtp.messages) == ["aa@example.org", "bb@example.org"]
+    with database.session_scope() as session:
+        assert state.returned(session, edition_id)["policy_bounced"] == 1
+        assert state.counts(session, edition_id)["queued"] == 0
     assert alarms(database) == 0
-    assert find_subscriber(database, BLOCKED).status == "pending"
+
+
+def test_a_relay_that_turns_on_us_mid_chunk_is_an_alarm_not_everyones_bounce(settings, database, smtp, drain):
+    """It took three mails, then refuses our sender at RCPT for everyone (Postfix's sender
+    restrictions answer there): nobody after that is the reader's bounce, and those never
+    tried keep their try."""
+    taken: list[str] = []
+
+    def flip(address: str) -> str | None:
+        if len(taken) < 3:
+            taken.append(address)
+            return None
+        return "554 5.7.1 <bounces@jobs.example.org>: Sender address rejected: Access denied"
+
+    smtp.handler.rcpt_reply = flip
+    with database.session_scope() as session:
+        for n in range(POLICY_PROBE + 10):
+            add_reader(session, f"r{n:02d}@example.org")
+    edition_id = edition(database, settings, drain, smtp, 1)
+    assert len(smtp.messages) == 3
+    assert alarms(database) == 1
+    with database.session_scope() as session:
+        assert state.returned(session, edition_id)["policy_bounced"] == 0
+        assert state.counts(session, edition_id)["queued"] == POLICY_PROBE + 7
+        never_tried = session.scalars(select(Delivery.attempts).where(
+            Delivery.edition_id == edition_id, Delivery.status == "pending").order_by(Delivery.id)).all()
+    assert never_tried == [1] * POLICY_PROBE + [0] * 7
+    assert all(find_subscriber(database, f"r{n:02d}@example.org").status == "confirmed" for n in range(POLICY_PROBE + 10))
