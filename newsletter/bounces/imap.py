@@ -4,8 +4,12 @@ NEWSLETTER_BOUNCE_IMAP_URL, as the scheduler does every NEWSLETTER_BOUNCE_POLL_S
 Every message left in the folder is unprocessed: each is recorded first (intake commits it)
 and only then moved to NEWSLETTER_BOUNCE_IMAP_DONE_FOLDER; nothing is ever deleted unread.
 A crash between the two costs one more reading, which changes nothing (intake answers
-"already"). TLS always, with the system's CA store (an operator's private CA: point the
-standard SSL_CERT_FILE variable at it); no log line carries the password or the whole URL.
+"already"). A message that can never be read (too large, or intake failed on it) moves
+unread to the folder Skipped inside the done folder, for the operator to look at: left in
+place it would take up a place of `limit` at every poll, and enough of them would keep every
+later bounce from being read. TLS always, with the system's CA store (an operator's private
+CA: point the standard SSL_CERT_FILE variable at it); no log line carries the password or the
+whole URL.
 """
 
 from __future__ import annotations
@@ -31,9 +35,11 @@ log = logging.getLogger(__name__)
 
 # A silent server must not hold a scheduler job for long; each socket operation waits this.
 TIMEOUT_SECONDS = 30.0
-# No bounce, complaint or unsubscribe is this large: what is, is left in place and named in
-# the log rather than read into memory.
+# No bounce, complaint or unsubscribe is this large: what is, is moved unread to the Skipped
+# folder and named in the log rather than read into memory.
 MAX_MESSAGE_BYTES = 5 * 1024 * 1024
+SKIPPED_FOLDER = "Skipped"  # inside the done folder; the done folder itself on a flat server
+SKIPPED = "skipped"  # in poll's counts
 _SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
 
 
@@ -41,13 +47,23 @@ class PollError(Exception):
     """An answer that ends the poll; its text names no secret."""
 
 
+class _Unreadable(Exception):
+    """A message that no later poll will read any better; the text says why, never what the
+    message holds."""
+
+    def __init__(self, size: int, reason: str) -> None:
+        super().__init__(reason)
+        self.size = size
+        self.reason = reason
+
+
 def poll(settings: Settings, database: Database, *, limit: int = 500,
          context: ssl.SSLContext | None = None, timeout: float = TIMEOUT_SECONDS) -> Counter[str]:
     """Process up to `limit` messages of the bounce mailbox, oldest first; returns how many
-    got each verdict. Nothing configured: nothing done. Connection, login and server errors
-    and a database error (which stops the poll, the message left for the next one) end in
-    one log line, never an exception. `context`: the TLS context (by default the system's
-    CA store, with host name checks)."""
+    got each verdict ("skipped": moved unread to the Skipped folder). Nothing configured:
+    nothing done. Connection, login and server errors and a database error (which stops the
+    poll, the message left for the next one) end in one log line, never an exception.
+    `context`: the TLS context (by default the system's CA store, with host name checks)."""
     counts: Counter[str] = Counter()
     if not settings.bounce_imap_url:
         return counts
@@ -60,11 +76,22 @@ def poll(settings: Settings, database: Database, *, limit: int = 500,
         return counts
     try:
         capabilities = _login(imap, target)
-        done = _mailbox(settings.bounce_imap_done_folder)
+        done_name = settings.bounce_imap_done_folder
+        done = _mailbox(done_name)
         _select(imap, target.folder)
-        _ensure_folder(imap, done, settings.bounce_imap_done_folder)
+        _ensure_folder(imap, done, done_name)
+        skipped: str | None = None  # found or created when the first message needs it
         for uid in _waiting(imap, limit):
-            verdict = _process(imap, uid, settings, database)
+            try:
+                verdict = _process(imap, uid, settings, database)
+            except _Unreadable as unreadable:
+                skipped = skipped or _skipped_folder(imap, done_name)
+                _move(imap, uid, _mailbox(skipped), capabilities)
+                log.warning("bounce poll: message UID %s (%d bytes) %s; moved unread to %r, where it stays "
+                            "for you to look at: no later poll would read it", uid, unreadable.size,
+                            unreadable.reason, skipped)
+                counts[SKIPPED] += 1
+                continue
             if verdict is None:
                 continue
             _move(imap, uid, done, capabilities)
@@ -125,6 +152,36 @@ def _ensure_folder(imap: imaplib.IMAP4, mailbox: str, name: str) -> None:
     log.info("bounce poll: created the folder %r", name)
 
 
+def _skipped_folder(imap: imaplib.IMAP4, done_name: str) -> str:
+    """The name of the folder Skipped inside the done folder, created if need be; the done
+    folder itself on a server without folder hierarchy or one that will not create it (a
+    message that cannot be moved would block the mailbox again)."""
+    typ, data = imap.list('""', _mailbox(done_name))
+    _check(typ, data, f"cannot list the folder {done_name!r}")
+    delimiter = next((d for d in map(_delimiter, data) if d), None)
+    if delimiter is None:
+        return done_name
+    name = f"{done_name}{delimiter}{SKIPPED_FOLDER}"
+    try:
+        _ensure_folder(imap, _mailbox(name), name)
+    except (PollError, imaplib.IMAP4.error) as exc:
+        reason = _text(exc.args[0]) if exc.args else type(exc).__name__
+        log.warning("bounce poll: %s; messages that cannot be read go to %r instead", reason, done_name)
+        return done_name
+    return name
+
+
+# A LIST answer: (flags) "delimiter" name, or NIL for a server without hierarchy.
+_LIST_DELIMITER = re.compile(rb'^\([^)]*\)\s+"(\\.|[^"\\])"')
+
+
+def _delimiter(item: object) -> str | None:
+    if isinstance(item, tuple):  # a name sent as a literal: the delimiter is in the first part
+        item = item[0]
+    found = _LIST_DELIMITER.match(item) if isinstance(item, bytes) else None
+    return found.group(1)[-1:].decode("ascii", "replace") if found else None
+
+
 def _waiting(imap: imaplib.IMAP4, limit: int) -> list[str]:
     """The UIDs of the oldest `limit` messages still in the folder. Ones flagged \\Deleted
     are left out: someone meant them gone, or a COPY fallback copied them already."""
@@ -135,17 +192,16 @@ def _waiting(imap: imaplib.IMAP4, limit: int) -> list[str]:
 
 
 def _process(imap: imaplib.IMAP4, uid: str, settings: Settings, database: Database) -> str | None:
-    """The message's verdict once it is recorded; None when it stays where it is."""
+    """The message's verdict once it is recorded; None when it is gone meanwhile. Raises
+    _Unreadable for a message no poll will read, SQLAlchemyError when the database fails."""
     typ, data = imap.uid("FETCH", uid, "(RFC822.SIZE)")
     _check(typ, data, "FETCH")
     size = next((int(m.group(1)) for d in data if isinstance(d, bytes) and (m := _SIZE.search(d))), None)
     if size is None:  # expunged by someone else meanwhile
         return None
     if size > MAX_MESSAGE_BYTES:
-        log.warning("bounce poll: message UID %s has %d bytes, more than any bounce (%d); left in the folder",
-                    uid, size, MAX_MESSAGE_BYTES)
-        return None
-    # PEEK: reading sets no \Seen flag, so a message left in place looks untouched.
+        raise _Unreadable(size, f"is larger than any bounce ({MAX_MESSAGE_BYTES} bytes)")
+    # PEEK: reading sets no \Seen flag, so a message moved unread looks untouched.
     typ, data = imap.uid("FETCH", uid, "(BODY.PEEK[])")
     _check(typ, data, "FETCH")
     raw = next((part[1] for part in data if isinstance(part, tuple)), None)
@@ -155,9 +211,9 @@ def _process(imap: imaplib.IMAP4, uid: str, settings: Settings, database: Databa
         return str(process_message(database, settings, raw))
     except SQLAlchemyError:
         raise
-    except Exception:  # noqa: BLE001 - a message intake cannot read must not stop the others
-        log.exception("bounce poll: message UID %s could not be processed; left in the folder", uid)
-        return None
+    except Exception as exc:  # noqa: BLE001 - a message intake cannot read must not stop the others
+        # The type only: an exception's text may quote the message (a reader's address).
+        raise _Unreadable(size, f"could not be processed ({type(exc).__name__})") from None
 
 
 def _move(imap: imaplib.IMAP4, uid: str, mailbox: str, capabilities: set[str]) -> None:

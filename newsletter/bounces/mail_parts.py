@@ -24,7 +24,11 @@ ORIGINAL_TYPES = ("message/rfc822", "message/global", "text/rfc822-headers",
 _ENCLOSING_TYPES = ("message/rfc822", "message/global")
 # The type before ";" in DSN fields: "rfc822; a@b", "smtp; 550 ..."
 TYPE_PREFIX = re.compile(r"^\s*([A-Za-z0-9][\w.+-]*)\s*;\s*")
-_MESSAGE_ID = re.compile(r"<[^<>\s]{1,500}>")
+# A Message-ID as we write them (RFC 5322 msg-id): printable ASCII, no space or brackets.
+# A NUL or another control character in it would fail PostgreSQL's look-up, so a value
+# holding one, or non-ASCII, is no Message-ID of ours.
+MESSAGE_ID_TEXT = r"<[!-;=?-~]{1,500}>"
+_MESSAGE_ID = re.compile(MESSAGE_ID_TEXT)
 _XTEXT_CHAR = re.compile(r"\\x\{([0-9A-Fa-f]{2,6})\}")  # RFC 6533 utf-8-addr-xtext
 
 
@@ -134,10 +138,22 @@ def header_texts(message: Message, name: str) -> list[str]:
     return [as_text(v) for v in message.get_all(name) or []]
 
 
+# The email package decodes encoded words in time quadratic in their number (70,000 of
+# them take seconds): only the start of a header is decoded, and nothing we read from a
+# Subject lies past it.
+MAX_DECODED = 2_000
+
+
 def decoded_header(value: str) -> str:
-    """An RFC 2047 header value as text; the raw value if it will not decode."""
+    """An RFC 2047 header value as text, of its first MAX_DECODED characters (cut between
+    words where it can be, so that no encoded word is split); the raw value if it will not
+    decode."""
+    if len(value) > MAX_DECODED:
+        head = value[:MAX_DECODED + 1]  # one more: is the cut itself between words?
+        space = max(head.rfind(" "), head.rfind("\t"))
+        value = head[:space] if space > 0 else head[:MAX_DECODED]
     try:
-        return str(make_header(decode_header(value)))
+        return str(make_header(decode_header(value)))[:MAX_DECODED]
     except Exception:  # noqa: BLE001 - bad encoded-words, unknown charsets: keep it raw
         return value
 
@@ -197,7 +213,8 @@ def delivered_to(message: Message) -> tuple[str, ...]:
 
 
 def message_id_of(headers: Message | None) -> str | None:
-    """The Message-ID, with its angle brackets, of a returned original's headers."""
+    """The Message-ID, with its angle brackets, of a returned original's headers; None
+    when there is none or it holds a control character or non-ASCII (see MESSAGE_ID_TEXT)."""
     if headers is None:
         return None
     found = _MESSAGE_ID.search(header_text(headers, "Message-ID"))

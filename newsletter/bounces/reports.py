@@ -20,6 +20,7 @@ from enum import StrEnum
 from flufl.bounce import all_failures
 
 from newsletter.bounces.mail_parts import (
+    MESSAGE_ID_TEXT,
     ORIGINAL_TYPES,
     TYPE_PREFIX,
     address_list,
@@ -91,7 +92,7 @@ _DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
 _ARF_TYPE = "message/feedback-report"
 _ENHANCED = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?!\.?\d)")
 _SMTP_CODE = re.compile(r"\s*([245])\d\d(?![\d.])")
-_QUOTED_MESSAGE_ID = re.compile(r"^Message-ID:[ \t]*(<[^<>\s]{1,500}>)",
+_QUOTED_MESSAGE_ID = re.compile(rf"^Message-ID:[ \t]*({MESSAGE_ID_TEXT})",
                                 re.IGNORECASE | re.MULTILINE)
 _QUOTED_RETURN_PATH = re.compile(r"^Return-Path:[ \t]*<([^<>\s]{1,320})>",
                                  re.IGNORECASE | re.MULTILINE)

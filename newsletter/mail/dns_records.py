@@ -327,7 +327,15 @@ def _same_dkim_key(published: dict[str, str], key: DkimKey) -> bool:
 
 
 def _quoted(values: list[str]) -> str:
-    return ", ".join(f'"{value}"' for value in values)
+    """TXT values for the operator's terminal, each in double quotes. DNS answers are anyone's
+    to spoof: escape codes, CR/LF and other characters that are not printable are shown
+    escaped as Python writes them ("\\x1b", "\\r"), and so is a backslash, so that what is
+    printed stays one line and means one thing."""
+    return ", ".join(f'"{_printable(value)}"' for value in values)
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() and c != "\\" else repr(c)[1:-1] for c in text)
 
 
 def _judge_spf(record: Record, txts: list[str]) -> Found:

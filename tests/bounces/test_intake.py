@@ -306,3 +306,17 @@ def test_links_and_fifos_in_a_maildir_are_left_alone_and_do_not_block(settings, 
     assert result["skipped"] == 2 and result["bounced"] == 0
     assert sorted(p.name for p in (box / "new").iterdir()) == ["1.link", "2.fifo"]
     assert find_subscriber(database, DEAD).status == "confirmed"
+
+
+def test_a_message_id_with_a_nul_stops_nothing(settings, database, drain, smtp, readers, tmp_path):
+    """A returned original's Message-ID holding a NUL (Postfix delivers it as it is) must not
+    reach the database (PostgreSQL refuses NUL in text) and hold every later message."""
+    edition_with(database, settings, drain, smtp, 1)
+    poison = returned.dsn(to="bounces@jobs.example.org", recipient="stranger@example.net").replace(
+        b"Message-ID: <", b"Message-ID: <\x00", 2)
+    box = returned.maildir(tmp_path / "Maildir", poison)
+    later = box / "new" / "9999999999.later.host"
+    later.write_bytes(returned.dsn(to=digest_to(smtp, DEAD).mail_from, recipient=DEAD))
+    result = counts(run(settings, "bounces", "process", str(box)))
+    assert result["bounced"] == 1 and result["ignored"] == 1
+    assert find_subscriber(database, DEAD).status == "bounced"

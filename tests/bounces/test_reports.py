@@ -14,6 +14,7 @@ from flufl.bounce import all_failures
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from newsletter.bounces.mail_parts import MAX_DECODED, decoded_header
 from newsletter.bounces.reports import MAX_BYTES, Report, ReportKind, read_report
 
 SAMPLES = Path(__file__).parent / "samples"
@@ -480,6 +481,91 @@ def test_header_injection_does_not_make_a_dsn() -> None:
     assert read_report(raw).kind is OTHER
 
 
+# -- control characters and huge headers ----------------------------------------------------
+
+# A NUL (or another control character) in a Message-ID once reached PostgreSQL's look-up,
+# which failed with DataError at that message on every run. "\x1c" to "\x1f" count as
+# whitespace to Python's regexes, the others did not.
+CONTROLS = ["\x00", "\x01", "\x08", "\x1b", "\x7f"]
+_STRUCTURE = re.compile(rb"(?i)^(?:content-type|content-transfer-encoding|mime-version|--)")
+
+
+def _control_free(report: Report) -> None:
+    """No field read_report returns holds a control character; a Message-ID is ASCII."""
+    fields = [*report.recipients, *report.addressed_to, report.status, report.detail,
+              report.original_message_id or "", report.original_envelope_from or ""]
+    for value in fields:
+        assert not re.search(r"[\x00-\x1f\x7f]", value), (value, report)
+    if report.original_message_id is not None:
+        assert report.original_message_id.isascii() and report.original_message_id.isprintable()
+
+
+def _in_every_header(raw: bytes, char: bytes) -> bytes:
+    """`char` in the middle of the value of every header line (those of the returned
+    original and of quoted originals too), but for the ones that give the MIME structure."""
+    lines = raw.split(b"\n")
+    for i, line in enumerate(lines):
+        header = re.match(rb"^[A-Za-z][A-Za-z0-9-]*:[ \t]*", line)
+        value = line[header.end():].rstrip(b"\r") if header else b""
+        if header and value and not _STRUCTURE.match(line):
+            middle = header.end() + len(value) // 2
+            lines[i] = line[:middle] + char + line[middle:]
+    return b"\n".join(lines)
+
+
+@pytest.mark.parametrize("char", CONTROLS + ["\u00e9"], ids=repr)
+def test_a_control_character_or_non_ascii_makes_no_message_id(char: str) -> None:
+    """The rest of the DSN is read as before: the bounce counts, the Message-ID is not
+    ours. The same for a Message-ID quoted in the body of a non-standard bounce."""
+    original = ORIGINAL.replace("<digest.1@", f"<digest.{char}1@")
+    report = read_report(dsn(FAILED, original=original))
+    assert (report.kind, report.recipients, report.original_message_id) == (HARD, ("a@example.de",), None)
+    assert report.original_envelope_from == "bounces+Tag@jobs.example.org"
+
+    quoted = _sample("flufl_bounce/exim_01.txt").replace(
+        b"<19990920022322.A19735@", b"<19990920022322.A19735" + char.encode() + b"@")
+    report = read_report(quoted)
+    assert (report.kind, report.recipients, report.original_message_id) == (HARD, ("userx@its.example.nl",), None)
+
+
+@pytest.mark.parametrize("char", CONTROLS, ids=repr)
+@pytest.mark.parametrize("name", [row[0] for row in TABLE])
+def test_control_characters_in_every_header_come_out_of_no_field(name: str, char: str) -> None:
+    report = read_report(_in_every_header(_sample(name), char.encode()))
+    _control_free(report)
+    assert report.original_message_id is None
+
+
+def test_control_characters_in_the_envelope_sender_and_addresses_name_no_one() -> None:
+    per_message = PER_MESSAGE + "X-Postfix-Sender: rfc822; bounces+T\x00ag@jobs.example.org\n"
+    raw = dsn(FAILED, per_message=per_message, original=ORIGINAL.replace("bounces+Tag", "bounces+T\x00ag"),
+              headers="Delivered-To: bounces+Tag\x00@jobs.example.org\n")
+    report = read_report(raw)
+    assert (report.kind, report.recipients) == (HARD, ("a@example.de",))
+    assert report.original_envelope_from is None
+    assert report.addressed_to == ("bounces+Tag@jobs.example.org",)  # from To:, not Delivered-To:
+
+
+def _encoded_subject(word: str) -> str:
+    """One megabyte of RFC 2047 encoded words: decoding them whole took 3 s here."""
+    encoded = f"=?utf-8?q?{word.replace(' ', '_')}_?= "
+    return (encoded * (1_000_000 // len(encoded) + 1))[:1_000_000]
+
+
+def test_only_the_start_of_a_huge_encoded_subject_is_decoded() -> None:
+    subject = _encoded_subject("Ich bin im Urlaub")
+    decoded = decoded_header(subject)
+    assert len(decoded) <= MAX_DECODED
+    assert decoded.startswith("Ich bin im Urlaub Ich bin im Urlaub ") and "=?" not in decoded  # no word split
+
+    raw = mail(f"Subject: {subject}\n")
+    report = read_report(raw)
+    assert report.kind is AUTO_REPLY and report.detail.startswith("subject: Ich bin im Urlaub Ich bin")
+    assert read_report(mail(f"Subject: {_encoded_subject('Neue Jobs')}\n")).kind is OTHER
+    # An auto-reply word past the decoded start is not looked for.
+    assert read_report(mail(f"Subject: {_encoded_subject('Neue Jobs')} Urlaub\n")).kind is OTHER
+
+
 ALL_SAMPLES = [row[0] for row in TABLE]
 FUZZ = settings(max_examples=300, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -492,6 +578,7 @@ def _well_formed(report: Report) -> None:
         address.encode("utf-8")  # no lone surrogates: it can be stored and logged
     assert len(report.detail) <= 300 and "\n" not in report.detail and "\r" not in report.detail
     assert report.original_message_id is None or report.original_message_id.startswith("<")
+    _control_free(report)
 
 
 @FUZZ
@@ -528,3 +615,28 @@ def mutated_samples(draw: st.DrawFn) -> bytes:
 @given(mutated_samples())
 def test_mutated_samples_never_raise(raw: bytes) -> None:
     _well_formed(read_report(raw))
+
+
+@st.composite
+def controls_in_headers(draw: st.DrawFn) -> bytes:
+    """A real or modelled sample with control characters put into some of its header
+    values (of the mail, its report fields, its returned or quoted original)."""
+    raw = _sample(draw(st.sampled_from(ALL_SAMPLES)))
+    lines = raw.split(b"\n")
+    headers = [i for i, line in enumerate(lines) if re.match(rb"^[A-Za-z][A-Za-z0-9-]*:", line)]
+    for i in draw(st.lists(st.sampled_from(headers), min_size=1, max_size=12)):
+        line = lines[i]
+        at = draw(st.integers(line.index(b":") + 1, len(line)))
+        char = draw(st.sampled_from(CONTROLS)).encode()
+        lines[i] = line[:at] + char * draw(st.integers(1, 3)) + line[at:]
+    return b"\n".join(lines)
+
+
+@FUZZ
+@given(controls_in_headers())
+def test_control_characters_in_headers_never_come_out(raw: bytes) -> None:
+    report = read_report(raw)
+    _well_formed(report)
+    assert all("\x00" not in value for value in (*report.recipients, *report.addressed_to, report.status,
+                                                  report.detail, report.original_message_id or "",
+                                                  report.original_envelope_from or ""))

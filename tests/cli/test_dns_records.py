@@ -249,3 +249,22 @@ def test_check_without_a_dkim_key_skips_dkim(base, dns_server):
 def test_a_resolver_that_is_no_address_is_one_usage_line(base):
     result = run(base, "dns-records", "--check", "--resolver", "dns.example.org")
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1 and "--resolver" in result.stderr
+
+
+def test_check_prints_control_characters_from_dns_escaped(base, ed25519, dns_server):
+    """Anyone who can spoof a DNS answer chooses the TXT text --check prints: an escape
+    sequence (here one that sets the terminal's title) and a CR/LF that would start a forged
+    line of its own are shown escaped, and the output stays one line a record."""
+    settings = replace(ed25519.settings(base), smtp_host="smtp.relay.example.net")
+    # Zone-file escapes (\DDD, decimal) for the test server: ESC, BEL, CR, LF.
+    spoofed = "v=spf1 a:smtp.relay.example.net -all\\027]0;owned\\007\\013\\010ok: DMARC forged"
+    dns_server.records = published(settings, ed25519) | {"jobs.example.org": [spoofed]}
+    result = subprocess.run([NEWSLETTER, "dns-records", "--check", "--resolver", dns_server.address],
+                            env=env_for(settings), capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for byte in (b"\x1b", b"\x07", b"\r"):
+        assert byte not in result.stdout
+    lines = result.stdout.decode().splitlines()
+    assert [line.split(" ")[1] for line in lines] == ["SPF", "DKIM", "DMARC"]
+    assert lines[0] == ('ok: SPF jobs.example.org: published '
+                        '"v=spf1 a:smtp.relay.example.net -all\\x1b]0;owned\\x07\\r\\nok: DMARC forged"')
