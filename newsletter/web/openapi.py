@@ -10,6 +10,25 @@ from newsletter.models import EditionState
 # The most listings one POST /api/v1/listings takes (web/api.py refuses more with 413).
 MAX_ITEMS = 5000
 
+# What store.clean_listing accepts, as ECMA 262 patterns. Where a rule cannot be a pattern
+# (a time relative to the server's clock, one field against another, an id given twice),
+# the field's description says it and the row comes back in `rejected`. A pattern may be
+# narrower than the server (ids and links in ASCII, Feb 29 left out): a row that matches
+# the description is stored, which tests/web/test_openapi_schemathesis.py holds the server to.
+_CONTROL = r"\x00-\x1f\x7f-\x9f\u2028\u2029"  # refused (line breaks) or dropped by the server
+_DROPPED = r"\u202a-\u202e\u2066-\u2069\ufeff"  # bidi controls and BOMs: dropped by the server
+_NO_ENCODED_WORD = r"(?!.*=\?[^?]*\?[bBqQ]\?)"  # RFC 2047 words never reach a mail header
+SINGLE_LINE = f"^{_NO_ENCODED_WORD}[^{_CONTROL}]*$"
+NOT_BLANK_LINE = f"^{_NO_ENCODED_WORD}[^{_CONTROL}]*[^{_CONTROL}{_DROPPED}\\s][^{_CONTROL}]*$"
+LISTING_ID = r"^[!-~](?:[ -~]*[!-~])?$"
+_PORT = r"(?::(?:6553[0-5]|655[0-2]\d|65[0-4]\d\d|6[0-4]\d{3}|[1-5]\d{4}|\d{1,4}))?"
+HTTP_URL = (r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.?" + _PORT
+            + r"(?:[/?#][!#-;=?-\[\]_a-z~]*)?$")
+_DAY = r"(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)"
+_TIME = r"(?:T(?:[01]\d|2[0-3])(?::[0-5]\d(?::[0-5]\d(?:\.\d{1,6})?)?)?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)?)?"
+_YEAR = r"(?:20[01]\d|202\d|20[3-9]\d|2100)"  # 2000-2100; half the alternatives lie in the past
+ISO_TIME = f"^{_YEAR}-{_DAY}{_TIME}$"
+
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
@@ -24,10 +43,28 @@ _UNAUTHORIZED = {
 
 
 
+def _edition_link(operation_id: str, description: str, **constants: str) -> dict[str, Any]:
+    return {"operationId": operation_id, "description": description,
+            "parameters": {"id": "$response.body#/id", **constants}}
+
+
+# What a client does next with the edition POST /editions made.
+_EDITION_LINKS = {
+    "GetEdition": _edition_link("getEdition", "Its state and delivery counts."),
+    "PauseEdition": _edition_link("changeEdition", "Pause it.", action="pause"),
+    "ResumeEdition": _edition_link("changeEdition", "Resume it.", action="resume"),
+    "CancelEdition": _edition_link("changeEdition", "Cancel it.", action="cancel"),
+}
+
+
 def _scoped(scope: str, operation: dict[str, Any]) -> dict[str, Any]:
     """`operation` as one that needs token scope `scope` (OpenAPI 3.1 lets an http bearer
     requirement list the roles it needs), with its 403."""
-    forbidden = {"description": f"The token lacks the scope `{scope}`.", "content": _json(_ERROR)}
+    forbidden = {
+        "description": f"The token lacks the scope `{scope}`; nothing is changed.",
+        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer, insufficient_scope"}},
+        "content": _json(_ERROR),
+    }
     responses = dict(sorted({**operation["responses"], "403": forbidden}.items()))
     return {**operation, "security": [{"bearerAuth": [scope]}], "responses": responses}
 
@@ -48,6 +85,16 @@ OPENAPI: dict[str, Any] = {
     "servers": [{"url": "/api/v1"}],
     "security": [{"bearerAuth": []}],
     "paths": {
+        "/openapi.json": {
+            "get": {
+                "operationId": "getOpenApi",
+                "summary": "This description (needs no token)",
+                "security": [],
+                "responses": {"200": {"description": "The OpenAPI 3.1 description.", "content": _json({
+                    "type": "object", "required": ["openapi", "info", "paths"],
+                })}},
+            },
+        },
         "/listings": {
             "post": _scoped("listings", {
                 "operationId": "upsertListings",
@@ -60,6 +107,11 @@ OPENAPI: dict[str, Any] = {
                 ),
                 "requestBody": {
                     "required": True,
+                    "description": (
+                        "A JSON array of at most 5000 listings (whatever the Content-Type says). "
+                        "An item that breaks ListingInput does not fail the request: it is named "
+                        "in the 200 answer's `rejected`."
+                    ),
                     "content": _json({
                         "type": "array",
                         "maxItems": MAX_ITEMS,
@@ -67,11 +119,15 @@ OPENAPI: dict[str, Any] = {
                     }),
                 },
                 "responses": {
-                    "200": {"description": "Processed; the good rows are stored.",
+                    "200": {"description": "Processed: the rows that keep to ListingInput are stored; "
+                                           "every other row is named in `rejected`.",
                             "content": _json({"$ref": "#/components/schemas/ImportResult"})},
-                    "400": {"description": "The body is not a JSON array.", "content": _json(_ERROR)},
+                    "400": {"description": "The body is not JSON, not an array, has more than 5000 "
+                                           "items, or is JSON-LD without any JobPosting; nothing is stored.",
+                            "content": _json(_ERROR)},
                     "401": _UNAUTHORIZED,
-                    "413": {"description": "The body is larger than 4 MB.", "content": _json(_ERROR)},
+                    "413": {"description": "The body is larger than 4 MB; nothing is stored.",
+                            "content": _json(_ERROR)},
                 },
             }),
         },
@@ -103,7 +159,7 @@ OPENAPI: dict[str, Any] = {
                 "operationId": "createEdition",
                 "summary": "Create a digest edition now and queue its delivery (the operator's trigger)",
                 "responses": {
-                    "202": {"description": "Created and queued.", "content": _json({
+                    "202": {"description": "Created and queued.", "links": _EDITION_LINKS, "content": _json({
                         "type": "object",
                         "required": ["id", "state"],
                         "properties": {
@@ -191,26 +247,69 @@ OPENAPI: dict[str, Any] = {
             "ListingInput": {
                 "type": "object",
                 "description": (
-                    "Unknown fields are ignored. Text is cleaned of control characters; title, "
-                    "company, location and category become single lines. Times without an "
-                    "offset are Europe/Berlin; a date alone is midnight Europe/Berlin "
-                    "(valid_through: the whole day)."
+                    "One listing, as `newsletter listings import` reads it. A row that matches "
+                    "this schema is stored, except for three rules no schema can state: "
+                    "`published_at` more than a day ahead of the server's clock, "
+                    "`valid_through` before `published_at`, and an `id` that appeared earlier in "
+                    "the same request. Those rows, and every row that breaks this schema, are "
+                    "named in the answer's `rejected` and the other rows are still stored. "
+                    "Unknown fields are ignored, except keys starting with `@`: they make the "
+                    "item a schema.org JobPosting node (JSON-LD, read as the import reads it; "
+                    "other JSON-LD nodes are passed over). Text is cleaned of control "
+                    "characters and bidi overrides, NFC-normalised; title, company, location "
+                    "and category are single lines (line breaks refuse the row, runs of spaces "
+                    "become one) and must not hold RFC 2047 encoded words (`=?charset?b?`). "
+                    "Lengths count characters after that cleaning. Times without an offset "
+                    "are Europe/Berlin; a date alone is midnight Europe/Berlin (valid_through: "
+                    "the whole day)."
                 ),
                 "required": ["id", "title", "url", "published_at"],
+                "additionalProperties": True,
+                "propertyNames": {"pattern": "^(?!@)"},
                 "properties": {
-                    "id": {"type": ["string", "integer"], "maxLength": 100,
-                           "description": "The job board's own id; the upsert key."},
-                    "title": {"type": "string", "maxLength": 300},
-                    "url": {"type": "string", "format": "uri", "maxLength": 2000,
-                            "description": "Absolute http or https, without user name or password."},
-                    "published_at": {"type": "string", "description": "ISO 8601 date or date-time; at most a day ahead.",
-                                     "examples": ["2026-11-20T09:30:00+01:00", "2026-11-20"]},
-                    "valid_through": {"type": ["string", "null"],
-                                      "description": "ISO 8601 date or date-time, not before published_at."},
-                    "company": {"type": ["string", "null"], "maxLength": 200},
-                    "location": {"type": ["string", "null"], "maxLength": 200},
-                    "category": {"type": ["string", "null"], "maxLength": 200},
-                    "description": {"type": ["string", "null"], "maxLength": 20000},
+                    "id": {
+                        "description": (
+                            "The job board's own id; the upsert key, kept verbatim. Text of at most "
+                            "100 printable characters after trimming (the pattern states printable "
+                            "ASCII; the server also takes other printable Unicode) or a whole number."
+                        ),
+                        "anyOf": [
+                            {"type": "string", "minLength": 1, "maxLength": 100, "pattern": LISTING_ID},
+                            {"type": "integer", "minimum": -(2**53 - 1), "maximum": 2**53 - 1},
+                        ],
+                    },
+                    "title": {"type": "string", "minLength": 1, "maxLength": 300, "pattern": NOT_BLANK_LINE},
+                    "url": {
+                        "type": "string", "format": "uri", "minLength": 1, "maxLength": 2000, "pattern": HTTP_URL,
+                        "description": (
+                            "Absolute http or https with a host, without user name or password, "
+                            "spaces, control characters, backslashes or raw `<>\"{}|^`` ` "
+                            "(percent-encode them). The server also takes an international domain "
+                            "name and other non-ASCII characters, and stores them as A-labels and "
+                            "percent-encoded UTF-8."
+                        ),
+                    },
+                    "published_at": {
+                        "type": "string", "maxLength": 40, "pattern": ISO_TIME,
+                        "description": (
+                            "ISO 8601 date or date-time (RFC 3339 `date-time`, or without an "
+                            "offset), year 2000 to 2100; at most a day ahead of the server's clock."
+                        ),
+                        "examples": ["2026-11-20T09:30:00+01:00", "2026-11-20"],
+                    },
+                    "valid_through": {
+                        "description": "As published_at, or null or empty; not before published_at.",
+                        "anyOf": [
+                            {"type": "string", "maxLength": 40, "pattern": ISO_TIME},
+                            {"type": "string", "maxLength": 0},
+                            {"type": "null"},
+                        ],
+                    },
+                    "company": {"type": ["string", "null"], "maxLength": 200, "pattern": SINGLE_LINE},
+                    "location": {"type": ["string", "null"], "maxLength": 200, "pattern": SINGLE_LINE},
+                    "category": {"type": ["string", "null"], "maxLength": 200, "pattern": SINGLE_LINE},
+                    "description": {"type": ["string", "null"], "maxLength": 20000,
+                                    "description": "Several lines; at most one blank line in a row is kept."},
                 },
             },
             "ImportResult": {

@@ -272,7 +272,8 @@ def test_openapi_describes_the_api(client, token):
     assert scheme["description"].startswith("A token from `newsletter api-token create NAME")
     assert spec["security"] == [{"bearerAuth": []}]
     paths = spec["paths"]
-    assert set(paths) == {"/listings", "/listings/{id}", "/editions", "/editions/preview", "/editions/{id}", "/editions/{id}/{action}"}
+    assert set(paths) == {"/openapi.json", "/listings", "/listings/{id}", "/editions", "/editions/preview", "/editions/{id}", "/editions/{id}/{action}"}
+    assert paths["/openapi.json"]["get"]["security"] == []  # the description needs no token
     assert set(paths["/listings"]) == {"post"} and set(paths["/listings/{id}"]) == {"delete"}
     assert set(paths["/editions"]) == {"post"} and set(paths["/editions/{id}"]) == {"get"}
     assert "202" in paths["/editions"]["post"]["responses"]
