@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import sys
-from functools import partial
 from pathlib import Path
 
 import click
 from flask.cli import AppGroup
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from newsletter.cli import output
 from newsletter.cli.context import database, settings
 from newsletter.cli.errors import fail, infrastructure_error
 from newsletter.db import retry_once_on_conflict
 from newsletter.listings import store
-from newsletter.listings.formats import FeedError
+from newsletter.listings.formats import FeedError, parse_feed
 
 
 @click.group("listings", cls=AppGroup)
@@ -38,9 +38,7 @@ def import_(files: tuple[Path, ...]) -> None:
             failed_files += 1
             continue
         try:
-            with database().session_scope() as session:
-                # A concurrent import may insert the same new id first; the second try updates it.
-                result = retry_once_on_conflict(session, partial(store.import_feed, session, raw, file.name))
+            result = _import_file(file, raw)
         except FeedError as exc:
             click.echo(f"{file}: cannot import: {exc}", err=True)
             failed_files += 1
@@ -56,9 +54,27 @@ def import_(files: tuple[Path, ...]) -> None:
         totals.rejected += result.rejected
         for rejection in result.rejected:
             click.echo(f"{file}: {rejection.where}: {rejection.reason}", err=True)
+    _summary(totals)
+    if totals.rejected or failed_files:
+        sys.exit(1)
+
+
+def _import_file(file: Path, raw: bytes) -> store.ImportResult:
+    """One file in one transaction, with a progress bar on a terminal (each row is
+    checked, then written: two steps)."""
+    records = parse_feed(raw, file.name)
+    with output.progress_bar(file.name, 2 * len(records), counts=False) as (advance, update), \
+            database().session_scope() as session:
+        def attempt() -> store.ImportResult:
+            update(completed=0)  # the second try after a collision starts again
+            return store.import_records(session, records, progress=advance)
+
+        # A concurrent import may insert the same new id first; the second try updates it.
+        return retry_once_on_conflict(session, attempt)
+
+
+def _summary(totals: store.ImportResult) -> None:
     click.echo(f"added: {totals.added}")
     click.echo(f"updated: {totals.updated}")
     click.echo(f"unchanged: {totals.unchanged}")
     click.echo(f"rejected: {len(totals.rejected)}")
-    if totals.rejected or failed_files:
-        sys.exit(1)

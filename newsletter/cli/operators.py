@@ -7,6 +7,7 @@ from datetime import datetime
 import click
 from flask.cli import AppGroup
 
+from newsletter.cli import output
 from newsletter.cli.context import database
 from newsletter.cli.errors import fail
 from newsletter.operators import api_tokens
@@ -42,10 +43,13 @@ def _when(value: datetime | None) -> str:
 def list_() -> None:
     """Every token: name, scopes, created, last used, revoked (never the token itself)."""
     with database().session_scope() as session:
-        for row in api_tokens.list_tokens(session):
-            state = f"revoked {_when(row.revoked_at)}" if row.revoked_at else "active"
-            click.echo(f"{row.name}\tscopes {row.scopes}\tcreated {_when(row.created_at)}"
-                       f"\tlast used {_when(row.last_used_at)}\t{state}")
+        records = [
+            (row.name, row.scopes, _when(row.created_at), _when(row.last_used_at),
+             f"revoked {_when(row.revoked_at)}" if row.revoked_at else "active")
+            for row in api_tokens.list_tokens(session)
+        ]
+    output.rows(("name", "scopes", "created", "last used", "state"), records,
+                lambda r: f"{r[0]}\tscopes {r[1]}\tcreated {r[2]}\tlast used {r[3]}\t{r[4]}")
 
 
 @api_token.command("revoke")

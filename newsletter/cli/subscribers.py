@@ -10,6 +10,7 @@ import click
 from flask.cli import AppGroup
 
 from newsletter import queueing
+from newsletter.cli import output
 from newsletter.cli.context import database, redis, settings
 from newsletter.cli.errors import fail
 from newsletter.listings.formats import FeedError, decode
@@ -24,10 +25,10 @@ def group() -> None:
 
 @group.command("stats")
 def stats() -> None:
-    """Print subscriber counts as `key: value` lines."""
+    """Print subscriber counts as `key: value` lines (a table on a terminal)."""
     with database().session_scope() as session:
-        for key, value in subscriptions.stats(session).items():
-            click.echo(f"{key}: {value}")
+        counts = subscriptions.stats(session)
+    output.key_values(list(counts.items()), title="subscribers")
 
 
 @group.command("import")
@@ -42,9 +43,13 @@ def import_(file: Path) -> None:
         fail(f"{file}: cannot read: {exc.strerror or exc}")
     except FeedError as exc:
         fail(f"{file}: cannot import: {exc}")
+    lines = text.count("\n") + (not text.endswith("\n"))
     try:
-        with database().session_scope() as session:
-            report = import_csv(session, text, source=file.name)
+        with output.progress_bar(file.name, lines) as (advance, update), database().session_scope() as session:
+            if advance is not None:
+                advance(1)  # the header
+            report = import_csv(session, text, source=file.name, progress=advance)
+            update(completed=lines)  # blank lines at the end are read by no record
     except CsvError as exc:
         fail(f"{file}: cannot import, nothing written: {exc}")
     # The rows are committed; now their double-opt-in mails are queued.

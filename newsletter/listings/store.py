@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -48,6 +48,10 @@ MAX_DESCRIPTION = 20_000
 MAX_URL = 2000
 FUTURE_TOLERANCE = timedelta(days=1)
 YEARS = range(2000, 2101)  # a job listing outside these years is a broken feed
+WRITE_BATCH = 500  # rows flushed at a time when a progress bar is told
+
+# Told how many more steps of an import are done (a command's progress bar).
+Progress = Callable[[int], None]
 
 # Control characters (C0 except the line breaks handled first, DEL, C1), the Unicode
 # bidi overrides and isolates (they reorder text on screen) and stray BOMs.
@@ -294,15 +298,17 @@ def _readable_id(data: Mapping[str, Any]) -> str | None:
 
 
 def validate(
-    records: Iterable[Record], now: datetime | None = None
+    records: Iterable[Record], now: datetime | None = None, progress: Progress | None = None
 ) -> tuple[list[ListingData], list[Rejection]]:
     """Split records into valid listings and rejections. An id seen in an earlier valid
-    row is rejected as appearing again (the first one counts)."""
+    row is rejected as appearing again (the first one counts). `progress(1)` per record."""
     now = now or utcnow()
     good: list[ListingData] = []
     rejected: list[Rejection] = []
     first_seen: dict[str, str] = {}
     for record in records:
+        if progress is not None:
+            progress(1)
         if record.problem is not None:
             rejected.append(Rejection(record.where, record.index, None, record.problem))
             continue
@@ -324,10 +330,13 @@ def validate(
 
 # -- storing -----------------------------------------------------------------------------------
 
-def upsert(session: Session, items: Sequence[ListingData], now: datetime | None = None) -> ImportResult:
+def upsert(
+    session: Session, items: Sequence[ListingData], now: datetime | None = None, progress: Progress | None = None
+) -> ImportResult:
     """Insert new listings and update changed ones in the session (the caller commits, so
     a batch is written completely or not at all). Identical rows count as unchanged and
-    keep their updated_at."""
+    keep their updated_at. With `progress`, rows are flushed every WRITE_BATCH and
+    `progress(n)` told after each: the database's share of the time, not only ours."""
     now = now or utcnow()
     result = ImportResult()
     existing: dict[str, Listing] = {}
@@ -336,7 +345,10 @@ def upsert(session: Session, items: Sequence[ListingData], now: datetime | None 
         chunk = ids[start:start + 500]
         for row in session.scalars(select(Listing).where(Listing.external_id.in_(chunk))):
             existing[row.external_id] = row
-    for item in items:
+    for at, item in enumerate(items, 1):
+        if progress is not None and at % WRITE_BATCH == 0:
+            session.flush()
+            progress(WRITE_BATCH)
         values = item.values()
         row = existing.get(item.external_id)
         if row is None:
@@ -357,16 +369,22 @@ def upsert(session: Session, items: Sequence[ListingData], now: datetime | None 
         row.updated_at = now
         result.updated += 1
     session.flush()
+    if progress is not None:
+        progress(len(items) % WRITE_BATCH)
     return result
 
 
 def import_records(
-    session: Session, records: Sequence[Record], now: datetime | None = None
+    session: Session, records: Sequence[Record], now: datetime | None = None, progress: Progress | None = None
 ) -> ImportResult:
-    """Validate every record first, then upsert the valid ones (the caller commits)."""
+    """Validate every record first, then upsert the valid ones (the caller commits).
+    `progress(n)` counts 2 × len(records) steps: each record checked, then written or
+    rejected (a command's progress bar)."""
     now = now or utcnow()
-    good, rejected = validate(records, now)
-    result = upsert(session, good, now)
+    good, rejected = validate(records, now, progress)
+    if progress is not None:
+        progress(len(rejected))
+    result = upsert(session, good, now, progress)
     result.rejected = rejected
     return result
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -91,8 +92,12 @@ class ImportRow:
     wording: str
 
 
-def import_csv(session: Session, text: str, source: str = "import") -> ImportReport:
-    """Import the CSV `text`; the caller commits and then queues report.outbox_ids."""
+def import_csv(
+    session: Session, text: str, source: str = "import", progress: Callable[[int], None] | None = None
+) -> ImportReport:
+    """Import the CSV `text`; the caller commits and then queues report.outbox_ids.
+    `progress(n)` after each record: n more of the text's lines are done (a command's
+    progress bar; a quoted value may span lines)."""
     report = ImportReport()
     if not text.strip():
         raise CsvError("the file is empty")
@@ -108,6 +113,8 @@ def import_csv(session: Session, text: str, source: str = "import") -> ImportRep
         # line_num afterwards is the record's last line.
         line = reader.line_num + 1
         values = _next(reader, line)
+        if progress is not None:
+            progress(reader.line_num - line + 1)
         if values is None:
             break
         if not values:  # a blank line, skipped as csv.DictReader does
