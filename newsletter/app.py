@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from werkzeug.middleware.proxy_fix import ProxyFix
 
     from newsletter import db
-    from newsletter.web import api, errors, health, i18n, metrics, public, security
+    from newsletter.web import admin, api, errors, health, i18n, metrics, public, security
     from newsletter.web.extensions import init_limiter, init_redis
 
     settings = settings or load_settings()
@@ -87,6 +87,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(public.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
+    admin.init_app(app)
     app.register_blueprint(metrics.bp)
     if settings.demo:
         from newsletter.web import inbox

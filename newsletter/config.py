@@ -117,6 +117,8 @@ class Settings:
     demo: bool = False
     demo_smtp_port: int = 8025
     metrics_token: str = ""
+    # A web admin session unused this long ends (the operator logs in again).
+    admin_idle_minutes: int = 30
     # Where bounces, complaints and mailto unsubscribes arrive, when the scheduler should
     # fetch them itself: imaps://USER:PASSWORD@HOST[:PORT]/FOLDER, or imap:// with STARTTLS
     # (TLS always; see parse_imap_url).
@@ -516,6 +518,9 @@ _RANGES = (
     _Range("digest_max_listings", 1, 200),
     # The demo's inbox listens here and its mail goes here: 0 would be a random port nobody sends to.
     _Range("demo_smtp_port", 1, 65535),
+    # 0 would end every admin session at its next request; a day at most, as an unattended
+    # browser should not stay logged in overnight.
+    _Range("admin_idle_minutes", 1, 24 * 60),
 )
 
 

@@ -191,6 +191,8 @@ class OperatorAlarm(Base):
     at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     kind: Mapped[str] = mapped_column(String(32))
     message: Mapped[str] = mapped_column(String(1000))
+    # When an operator marked it seen in the admin (open alarms are those without).
+    seen_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class Listing(Base):
@@ -377,3 +379,47 @@ class ReturnedMail(Base):
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     verdict: Mapped[str] = mapped_column(String(16))
     at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class AdminRole(StrEnum):
+    """What an account of the web admin may do: a viewer sees everything and changes
+    nothing; an operator may also act (every POST)."""
+
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+
+
+class AdminUser(Base):
+    """An account of the web admin (`newsletter admin create-user`). Never deleted, only
+    disabled: the audit log names its accounts."""
+
+    __tablename__ = "admin_users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)  # lower-cased
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16), default=AdminRole.OPERATOR)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Raised by a new password or a disable: a session cookie names the generation it was
+    # made under, so every older session ends at once.
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class AuditEvent(Base):
+    """The append-only record of what operators did (the database refuses UPDATE and
+    DELETE). It names the account by address, not by a foreign key, as the consent log
+    names its readers: the record stands on its own."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(64))
+    edition_id: Mapped[int | None] = mapped_column(Integer)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict[str, object] | None] = mapped_column(JSON)
+
+    __table_args__ = (Index("ix_audit_events_at", "at"),)

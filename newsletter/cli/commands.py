@@ -7,6 +7,7 @@ the capability it operates:
     listings.py     listings import
     digest.py       digest send, tick, status, pause, resume, cancel
     operators.py    api-token create, list, revoke
+    admin.py        admin create-user, set-password, disable, list
     bounces.py      bounces process
     deliverability.py  dns-records, doctor
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 from flask.cli import FlaskGroup, ScriptInfo
 
 from newsletter import create_app
-from newsletter.cli import bounces, digest, listings, operators, processes, subscribers
+from newsletter.cli import admin, bounces, digest, listings, operators, processes, subscribers
 from newsletter.cli import deliverability
 from newsletter.cli.errors import run_group
 from newsletter.config import Settings
@@ -38,6 +39,7 @@ for command in (
     cli.add_command(command)
 cli.add_command(deliverability.dns_records_command)
 cli.add_command(deliverability.doctor_command)
+cli.add_command(admin.group)
 
 
 def run(settings: Settings, args: list[str]) -> None:
