@@ -60,16 +60,19 @@ def _child_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def _seed(settings: Settings) -> None:
+def _seed(settings: Settings) -> tuple[str, str]:
+    """Load the sample data; returns the demo operator's address and new password."""
     from newsletter.db import Database
-    from newsletter.demo.seed import add_demo_readers, load_sample_listings
+    from newsletter.demo.seed import add_demo_readers, demo_operator, load_sample_listings
 
     database = Database(settings.database_url)
     try:
         with database.session_scope() as session:
             result = load_sample_listings(session)
             readers = add_demo_readers(session)
+            operator = demo_operator(session)
         print(f"demo: sample listings added {result.added}, updated {result.updated}; demo readers added {readers}")
+        return operator
     finally:
         database.dispose()
 
@@ -96,7 +99,7 @@ def run_demo(settings: Settings, port: int = 5000) -> None:
 
     revision = upgrade(settings.database_url)
     print(f"demo: database {mask_url(settings.database_url)} at revision {revision}")
-    _seed(settings)
+    admin_email, admin_password = _seed(settings)
     # The demo's editions come from its "send an edition now" button; the schedule's first
     # slot is set two weeks ahead so that the scheduler does not send one at start.
     first = (datetime.now(settings.tz) + timedelta(days=settings.digest_interval_days)).replace(
@@ -130,6 +133,9 @@ def run_demo(settings: Settings, port: int = 5000) -> None:
             f"  Sign up:        {base}/subscribe\n"
             f"  Demo inbox:     {base}/dev/inbox   (every mail the demo sends;\n"
             f"                  its \"Send an edition now\" button sends a digest to the demo readers)\n"
+            f"  Admin:          {base}/admin/\n"
+            f"                  log in as {admin_email} with the password {admin_password}\n"
+            f"                  (a new one at every start; the demo only, never in production)\n"
             f"  Health:         {base}/healthz\n"
             f"  Press Ctrl-C to stop everything.\n",
             flush=True,

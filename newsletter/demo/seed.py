@@ -1,9 +1,11 @@
-"""What `make demo` loads: the sample feed (dates moved so that it is fresh today) and a few
-confirmed demo readers with different searches, so an edition has something to show."""
+"""What `make demo` loads: the sample feed (dates moved so that it is fresh today), a few
+confirmed demo readers with different searches, so an edition has something to show, and
+an operator account of the web admin to look at it all with."""
 
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,10 +14,12 @@ from sqlalchemy.orm import Session
 
 from newsletter.listings.formats import records_from_json
 from newsletter.listings.store import ImportResult, import_records
-from newsletter.models import ConsentEvent, Subscriber, SubscriberStatus, email_hash, utcnow
+from newsletter.models import AdminRole, ConsentEvent, Subscriber, SubscriberStatus, email_hash, utcnow
+from newsletter.operators import accounts, audit
 from newsletter.paths import REPO_ROOT
 
 SAMPLE_FEED = REPO_ROOT / "data" / "listings-sample.json"
+DEMO_OPERATOR = "demo@jobs.example.org"
 
 DEMO_READERS = (
     # address, language, keywords, location
@@ -65,3 +69,18 @@ def add_demo_readers(session: Session) -> int:
                                  channel="demo", consent_version="demo", consent_text="demo reader"))
         added += 1
     return added
+
+
+def demo_operator(session: Session) -> tuple[str, str]:
+    """The demo's operator account with a new random password (a fixed one would be the
+    same on every machine that ever ran the demo); returns (address, password). An
+    account left from an earlier run gets the new password, which ends its old sessions.
+    The caller commits."""
+    password = secrets.token_urlsafe(12)
+    if accounts.find(session, DEMO_OPERATOR) is None:
+        accounts.create(session, DEMO_OPERATOR, password, AdminRole.OPERATOR)
+        audit.record(session, "demo", "account.create", detail={"account": DEMO_OPERATOR, "role": AdminRole.OPERATOR})
+    else:
+        accounts.set_password(session, DEMO_OPERATOR, password)
+        audit.record(session, "demo", "account.set_password", detail={"account": DEMO_OPERATOR})
+    return DEMO_OPERATOR, password
