@@ -34,4 +34,6 @@ def page(session: Session, number: int = 1, size: int = PAGE_SIZE) -> Page:
 
 def get(session: Session, external_id: str) -> Listing | None:
     """The listing of the board's id, or None."""
+    if "\x00" in external_id:  # none holds one, and PostgreSQL refuses it as a parameter
+        return None
     return session.scalar(select(Listing).where(Listing.external_id == external_id))

@@ -29,10 +29,11 @@ def ask(title: str, question: str, action: str, fields: Mapping[str, str], butto
 def page_number(raw: str | None) -> int:
     """A page number from a query string: 1 for anything that is none."""
     raw = raw or ""
-    return int(raw) if raw.isdigit() and len(raw) < 7 else 1
+    # isascii: str.isdigit() also takes "²", which int() refuses.
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 7 else 1
 
 
 def int_field(raw: str | None) -> int | None:
     """An id from a form or query string; None for anything that is none."""
     raw = (raw or "").strip()
-    return int(raw) if raw.isdigit() and len(raw) < 10 else None
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 10 else None

@@ -3,7 +3,7 @@ alarms), marking alarms seen, and the audit log's page."""
 
 from __future__ import annotations
 
-from flask import Response, redirect, render_template, request, url_for
+from flask import Response, abort, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from newsletter import queueing
@@ -13,6 +13,7 @@ from newsletter.operators import audit, dashboard
 from newsletter.subscribers import subscriptions
 from newsletter.web.admin.auth import bp, record, require
 from newsletter.web.admin.chart import line_chart
+from newsletter.web.admin.confirm import int_field, page_number
 from newsletter.web.extensions import redis, settings
 
 
@@ -41,8 +42,8 @@ def dashboard_page() -> str:
 @require(AdminRole.OPERATOR)
 def alarms_seen() -> Response:
     """Mark one open alarm (form field `alarm`) or all of them seen."""
-    raw = request.form.get("alarm", "")
-    ids = [int(raw)] if raw.isdigit() and len(raw) < 10 else None
+    alarm = int_field(request.form.get("alarm"))
+    ids = [alarm] if alarm is not None else None
     db = get_session()
     count = dashboard.mark_alarms_seen(db, ids)
     record("alarms.seen", detail={"alarms": ids or "all", "count": count})
@@ -54,8 +55,9 @@ def alarms_seen() -> Response:
 @require(AdminRole.VIEWER)
 def audit_log() -> str:
     db = get_session()
-    raw = request.args.get("page", "1")
-    number = int(raw) if raw.isdigit() and len(raw) < 7 else 1
+    number = page_number(request.args.get("page"))
     action = request.args.get("action") or None
+    if action and "\x00" in action:  # PostgreSQL refuses a NUL in a text parameter
+        abort(400)
     return render_template("admin/audit.html", log=audit.page(db, number, action=action), action=action,
                            actions=audit.actions(db), tz=settings().tz)

@@ -18,6 +18,7 @@ from newsletter.models import AdminRole, email_hash
 from newsletter.operators import dashboard, digest_preview
 from newsletter.validation import InvalidInput, Preferences
 from newsletter.web.admin.auth import bp, record, require
+from newsletter.web.admin.confirm import int_field
 from newsletter.web.extensions import queue_edition_after_commit, settings
 
 PAGE = 25
@@ -37,8 +38,7 @@ def _figures(edition_id: int) -> dashboard.EditionFigures:
 @bp.get("/editions")
 @require(AdminRole.VIEWER)
 def editions() -> str:
-    raw = request.args.get("before", "")
-    before = int(raw) if raw.isdigit() and len(raw) < 10 else None
+    before = int_field(request.args.get("before"))
     db = get_session()
     rows = [dashboard.edition_figures(db, e) for e in dashboard.editions(db, limit=PAGE, before=before)]
     older = rows[-1].edition.id if len(rows) == PAGE else None
