@@ -67,7 +67,7 @@ def dns_records_command(check: bool, resolver: tuple[str, int] | None) -> None:
 def doctor_command(to: str | None, resolver: tuple[str, int] | None) -> None:
     """Check the configuration end to end before the first send: database, Redis, the SMTP
     relay (EHLO, TLS, AUTH), DKIM, DMARC alignment, one-click unsubscribe, digest size. One
-    `ok`/`fail`/`skip` line per check; exit 1 if any fails."""
+    `ok`/`fail` line per check (a check not made reads `ok: CHECK: skipped: why`); exit 1 if any fails."""
     if to is not None:
         try:
             to = clean_email(to)

@@ -36,7 +36,7 @@ DB_CONNECT_TIMEOUT_SECONDS = 5
 class Status(StrEnum):
     OK = "ok"
     FAIL = "fail"
-    SKIP = "skip"  # could not or need not be checked; never a failure
+    SKIP = "skip"  # could not or need not be checked; never a failure (printed as ok: ... skipped)
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,13 @@ class Result:
         return self.status == Status.FAIL
 
     def line(self) -> str:
+        """One `ok`/`fail` line (CONTRACT); a check that was not made is no failure: it reads
+        `ok: CHECK: skipped: why`."""
         fix = f" -- fix: {self.fix}" if self.fix else ""
-        return f"{self.status}: {self.check}: {' '.join(self.detail.split())}{fix}"
+        detail = " ".join(self.detail.split())
+        if self.status == Status.SKIP:
+            return f"{Status.OK}: {self.check}: skipped: {detail}"
+        return f"{self.status}: {self.check}: {detail}{fix}"
 
 
 def ok(check: str, detail: str) -> Result:
