@@ -92,3 +92,14 @@ def test_set_password_and_disable_change_the_account_and_are_audited(cli_setting
     assert events == [("cli", "account.create", {"account": "eve@jobs.example.org", "role": "viewer"}),
                       ("cli", "account.set_password", {"account": "eve@jobs.example.org"}),
                       ("cli", "account.disable", {"account": "eve@jobs.example.org"})]
+
+
+def test_a_one_letter_address_does_not_refuse_every_password_with_that_letter():
+    """'a@example.org' must not forbid every password holding an 'a'; a longer local part
+    in the password is still refused."""
+    from newsletter.operators.accounts import check_password
+    from newsletter.validation import InvalidInput
+
+    check_password("a@example.org", "lange genug und geheim 42")
+    with pytest.raises(InvalidInput):
+        check_password("olga@example.org", "olga-lange-genug-42")
