@@ -4,8 +4,6 @@ answers what it is told, a Redis that goes away and comes back."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import subprocess
 import sys
 import time

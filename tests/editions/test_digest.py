@@ -18,7 +18,6 @@ from newsletter.db import Database
 from newsletter.models import (
     Delivery,
     Edition,
-    Listing,
     OperatorAlarm,
     Subscriber,
     Suppression,

@@ -4,23 +4,18 @@ edition, SIGKILL mid-send, Redis flushed mid-send, a relay answering 451 for a w
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
 import sys
 import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-import psutil
 import pytest
 from sqlalchemy import select
 
 from newsletter.editions import planning
 from newsletter.editions import state as edition_state
 from newsletter.models import Edition, Listing, Subscriber, email_hash, utcnow
-from tests.conftest import env_for
 from tests.helpers import queue_edition
 from tests.processes import kill_tree, start, stop
 

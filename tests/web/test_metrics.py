@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
-from redis import Redis
 from rq import Queue
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy.engine import make_url
