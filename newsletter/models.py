@@ -9,7 +9,9 @@ from enum import StrEnum
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -17,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
 )
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -80,6 +83,11 @@ class Subscriber(Base):
     language: Mapped[str] = mapped_column(String(2), default="de")
     keywords: Mapped[str] = mapped_column(String(500), default="")
     location: Mapped[str] = mapped_column(String(200), default="")
+    # km around the place in `location`; 0 when no place is given.
+    radius: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    remote: Mapped[str] = mapped_column(String(8), default="also", server_default="also")  # no, also, only
+    # Comma-separated in listings.criteria order; empty: any type, and listings without one.
+    employment_type: Mapped[str] = mapped_column(String(120), default="", server_default="")
     status: Mapped[str] = mapped_column(String(16), default=SubscriberStatus.PENDING)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     confirmation_sent_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -208,6 +216,16 @@ class Listing(Base):
     location: Mapped[str] = mapped_column(String(200), default="")
     category: Mapped[str] = mapped_column(String(200), default="")
     description: Mapped[str] = mapped_column(Text, default="")
+    postal_code: Mapped[str] = mapped_column(String(10), default="", server_default="")
+    # Given by the feed; without them, the place comes from the gazetteer at planning time.
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    remote: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
+    employment_type: Mapped[str] = mapped_column(String(120), default="", server_default="")
+    salary_min: Mapped[float | None] = mapped_column(Float)
+    salary_max: Mapped[float | None] = mapped_column(Float)
+    salary_currency: Mapped[str] = mapped_column(String(3), default="", server_default="")
+    salary_unit: Mapped[str] = mapped_column(String(8), default="", server_default="")  # year, month, hour
     published_at: Mapped[datetime] = mapped_column(DateTime)
     valid_through: Mapped[datetime | None] = mapped_column(DateTime)
     withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -288,7 +306,7 @@ class Edition(Base):
 
 
 class EditionVariant(Base):
-    """One distinct (keywords, location) among the confirmed subscribers of an edition, with
+    """One distinct search (keywords, location, radius, remote, employment type) among the confirmed subscribers of an edition, with
     the listings it gets: selection and rendering happen once per variant, not per reader."""
 
     __tablename__ = "edition_variants"
@@ -297,10 +315,15 @@ class EditionVariant(Base):
     edition_id: Mapped[int] = mapped_column(ForeignKey("editions.id", ondelete="CASCADE"))
     keywords: Mapped[str] = mapped_column(String(500))
     location: Mapped[str] = mapped_column(String(200))
+    radius: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    remote: Mapped[str] = mapped_column(String(8), default="also", server_default="also")
+    employment_type: Mapped[str] = mapped_column(String(120), default="", server_default="")
     listing_ids: Mapped[list[int]] = mapped_column(JSON)
     total_matches: Mapped[int] = mapped_column(Integer)
 
-    __table_args__ = (Index("ix_edition_variants_match", "edition_id", "keywords", "location"),)
+    __table_args__ = (
+        Index("ix_edition_variants_match", "edition_id", "keywords", "location", "radius", "remote", "employment_type"),
+    )
 
 
 class DeliveryStatus(StrEnum):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
 
+from newsletter.listings import criteria
 from newsletter.subscribers.consent import LANGUAGES
 
 # Control characters, line and paragraph separators, and the invisible direction overrides
@@ -36,9 +37,30 @@ class InvalidInput(ValueError):
 
 @dataclass(frozen=True)
 class Preferences:
+    """A reader's search and language, as the subscriber row holds them."""
+
     keywords: str
     location: str
     language: str
+    radius: int = 0  # km around `location`; 0 without a place
+    remote: str = criteria.DEFAULT_REMOTE
+    employment_type: str = ""  # criteria.join_types form
+
+    def search(self) -> dict[str, object]:
+        """The columns of the search (the subscriber's and a digest variant's)."""
+        return {"keywords": self.keywords, "location": self.location, "radius": self.radius,
+                "remote": self.remote, "employment_type": self.employment_type}
+
+    def columns(self) -> dict[str, object]:
+        return {**self.search(), "language": self.language}
+
+    @classmethod
+    def of(cls, row: object) -> Preferences:
+        """The preferences a subscriber row (or anything with its column names) holds."""
+        return cls(**{name: getattr(row, name) for name in FIELDS})
+
+
+FIELDS = ("keywords", "location", "language", "radius", "remote", "employment_type")
 
 
 def clean_text(field: str, value: object, max_length: int) -> str:
@@ -87,10 +109,60 @@ def clean_language(value: object, default: str = "de") -> str:
     return str(value)
 
 
+def clean_radius(value: object, location: str) -> int:
+    """km around the place: one of criteria.RADII, the default when a place is given
+    without one; 0 without a place, whatever was sent (a radius around nothing means nothing)."""
+    if not location:
+        return 0
+    if value in (None, ""):
+        return criteria.DEFAULT_RADIUS
+    radius = _radius(value)
+    if radius is None:
+        raise InvalidInput("radius", _RADIUS_ERROR)
+    return radius
+
+
+_RADIUS_ERROR = "radius: expected one of " + ", ".join(str(km) for km in criteria.RADII) + " (km)"
+
+
+def _radius(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value in criteria.RADII else None
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        number = int(value.strip())
+        return number if number in criteria.RADII else None
+    return None
+
+
+def clean_remote(value: object) -> str:
+    if value in (None, ""):
+        return criteria.DEFAULT_REMOTE
+    if not isinstance(value, str) or value not in criteria.REMOTE_CHOICES:
+        raise InvalidInput("remote", "remote: expected one of " + ", ".join(criteria.REMOTE_CHOICES))
+    return value
+
+
+def clean_employment_type(value: object) -> str:
+    if isinstance(value, str) and len(value) > 200:
+        raise InvalidInput("employment_type", "employment_type: at most 200 characters")
+    if isinstance(value, list) and len(value) > len(criteria.EMPLOYMENT_TYPES) * 2:
+        raise InvalidInput("employment_type", "employment_type: too many values")
+    try:
+        return criteria.parse_types(value)
+    except ValueError as exc:
+        raise InvalidInput("employment_type", f"employment_type: {exc}") from None
+
+
 def clean_preferences(data: dict[str, object], default_language: str = "de") -> Preferences:
-    """keywords, location and language from a form or JSON body."""
+    """A reader's search and language from a form, a query string or a JSON body."""
+    location = clean_text("location", data.get("location"), MAX_LOCATION)
     return Preferences(
         keywords=clean_text("keywords", data.get("keywords"), MAX_KEYWORDS),
-        location=clean_text("location", data.get("location"), MAX_LOCATION),
+        location=location,
         language=clean_language(data.get("language"), default_language),
+        radius=clean_radius(data.get("radius"), location),
+        remote=clean_remote(data.get("remote")),
+        employment_type=clean_employment_type(data.get("employment_type")),
     )

@@ -35,7 +35,7 @@ from newsletter.models import (
     new_public_id,
     utcnow,
 )
-from newsletter.validation import Preferences
+from newsletter.validation import FIELDS, InvalidInput, Preferences, clean_preferences
 
 # STANDARDS 28: confirmation mails per mailbox (every +tag and dot spelling of one inbox),
 # however often the form is sent: one a day, and three in a month.
@@ -180,8 +180,8 @@ def signup(
     if row.id is None:
         public_id = new_public_id()
         subscriber_id = conn.execute(_INSERT_SUBSCRIBER, {
-            "public_id": public_id, "email": email, "email_hash": hashed, "language": prefs.language,
-            "keywords": prefs.keywords, "location": prefs.location, "status": SubscriberStatus.PENDING,
+            "public_id": public_id, "email": email, "email_hash": hashed, **prefs.columns(),
+            "status": SubscriberStatus.PENDING,
             "created_at": now, "pending_since": now, "confirmation_sent_at": now if due else None,
         }).scalar_one()
         conn.execute(_INSERT_EVENT, {**event, "subscriber_public_id": public_id})
@@ -219,8 +219,8 @@ def _back_to_pending(status: str, now: datetime) -> dict[str, object]:
             "link_generation": Subscriber.link_generation + 1}
 
 
-def _requested(prefs: Preferences) -> dict[str, str]:
-    return {"keywords": prefs.keywords, "location": prefs.location, "language": prefs.language}
+def _requested(prefs: Preferences) -> dict[str, object]:
+    return prefs.columns()
 
 
 # Whether a signup asked for a confirmation mail: the ones that did are the proof of the
@@ -287,11 +287,12 @@ def requested_preferences(session: Session, sub: Subscriber, message_id: int | N
     payload = message.payload
     if not isinstance(payload, dict):
         return None
-    language = payload.get("language")
-    return Preferences(
-        keywords=str(payload.get("keywords") or ""), location=str(payload.get("location") or ""),
-        language=language if isinstance(language, str) and language in consent.LANGUAGES else sub.language,
-    )
+    # Written by _requested from cleaned preferences; a mail queued before a field existed
+    # lacks it and gets its default.
+    try:
+        return clean_preferences({name: payload.get(name) for name in FIELDS}, sub.language)
+    except InvalidInput:
+        return None
 
 
 def unsubscribe(session: Session, sub: Subscriber, origin: Origin, reason: str | None = None) -> bool:
@@ -317,12 +318,12 @@ def unsubscribe(session: Session, sub: Subscriber, origin: Origin, reason: str |
 
 
 def update_preferences(session: Session, sub: Subscriber, prefs: Preferences, origin: Origin) -> bool:
-    """Change keywords, location and language. True when anything changed."""
-    old = {"keywords": sub.keywords, "location": sub.location, "language": sub.language}
-    new = {"keywords": prefs.keywords, "location": prefs.location, "language": prefs.language}
+    """Change the search and the language. True when anything changed."""
+    old, new = Preferences.of(sub).columns(), prefs.columns()
     if old == new:
         return False
-    sub.keywords, sub.location, sub.language = prefs.keywords, prefs.location, prefs.language
+    for name, value in new.items():
+        setattr(sub, name, value)
     _event(session, sub, "preferences_changed", origin, before=old, after=new)
     return True
 
@@ -499,6 +500,9 @@ def export(session: Session, sub: Subscriber) -> dict[str, Any]:
             "language": sub.language,
             "keywords": sub.keywords,
             "location": sub.location,
+            "radius": sub.radius,
+            "remote": sub.remote,
+            "employment_type": sub.employment_type,
             "created_at": _iso(sub.created_at),
             "confirmation_sent_at": _iso(sub.confirmation_sent_at),
             "confirmed_at": _iso(sub.confirmed_at),

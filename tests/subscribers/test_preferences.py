@@ -91,8 +91,10 @@ def test_a_change_records_a_consent_event_with_before_and_after(client, database
     client.post(prefs_path, data={"keywords": "Rust", "location": "", "language": "en"}, headers={"User-Agent": "ua-1"})
     [event] = _events(database, "preferences_changed")
     assert event.detail == {
-        "before": {"keywords": "Python", "location": "Berlin", "language": "de"},
-        "after": {"keywords": "Rust", "location": "", "language": "en"},
+        "before": {"keywords": "Python", "location": "Berlin", "radius": 25, "remote": "also",
+                   "employment_type": "", "language": "de"},
+        "after": {"keywords": "Rust", "location": "", "radius": 0, "remote": "also", "employment_type": "",
+                  "language": "en"},
     }
     assert (event.ip, event.user_agent) == ("127.0.0.1", "ua-1")
 
