@@ -11,6 +11,12 @@ The format is decided by the content: a file starting with `[` or `{` is JSON (a
 JSON-LD, or JSON Lines when the whole text is not one JSON document); anything else is CSV.
 The extension is only a hint: a `.json`/`.jsonl`/`.jsonld` file that does not start like
 JSON is refused as "not JSON" rather than guessed to be CSV.
+
+JSON numbers are read as the API reads them (`json_number`): a whole number written with a
+fraction (`1921580.0`) is that whole number, so an id exported that way is the same key
+in a file as in a request. JSON nested deeper than the parser goes refuses the file (or
+the JSON Lines line) with a reason; walking a JobPosting looks at a bounded number of
+places and types, so a huge or deep node costs no more than a plain one.
 """
 
 from __future__ import annotations
@@ -21,11 +27,17 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from html.parser import HTMLParser
 from typing import Any
 
+from newsletter.listings.feed_fields import EMPLOYMENT_WORDS, MAX_TYPES, employment_word
+
 JSON_SUFFIXES = (".json", ".jsonl", ".ndjson", ".jsonld")
 REQUIRED_COLUMNS = ("id", "title", "url", "published_at")
+MAX_PLACES = 50  # jobLocation entries looked at for a postal code and coordinates
+MAX_ID_DEPTH = 5  # identifier nested as lists / PropertyValues
+SALARY_UNITS = ("YEAR", "MONTH", "HOUR")  # QuantitativeValue.unitText we can store
 
 
 class FeedError(ValueError):
@@ -70,18 +82,52 @@ def parse_feed(raw: bytes, filename: str = "") -> list[Record]:
 
 # -- JSON, JSON Lines, JSON-LD -------------------------------------------------------------
 
+TOO_DEEP = "nested too deeply"
+
+
+def json_number(literal: str) -> int | float:
+    """A JSON number as Python reads it, except that a whole one written with a fraction or
+    exponent (`1921580.0`, `1e3`) is that int: JSON and JSON Schema's `integer` count it as
+    a whole number, and an id may be one. Decimal, not float, so a long id keeps every
+    digit; an exponent beyond Decimal's range is float's inf (or 0.0), never an error."""
+    try:
+        value = Decimal(literal)
+    except ArithmeticError:
+        return float(literal)
+    if value.is_finite() and value.adjusted() < 100 and value == value.to_integral_value():
+        return int(value)
+    return float(literal)
+
+
+def json_int(literal: str) -> int | float:
+    """A JSON integer; one of more than 1000 digits is float's inf. Python refuses to read
+    an int of more than 4300 digits (a ValueError, not a JSON error): as inf, every
+    numeric field refuses it with a reason and the rest of the file still counts."""
+    return int(literal) if len(literal) <= 1000 else float(literal)
+
+
+def loads(text: str) -> Any:
+    """One JSON document with numbers as `json_number` reads them; JSONDecodeError, or
+    RecursionError when it is nested deeper than the parser goes."""
+    return json.loads(text, parse_float=json_number, parse_int=json_int)
+
+
 def _json_error(exc: json.JSONDecodeError) -> str:
     return f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
 
 
 def _parse_json_family(text: str) -> list[Record]:
     try:
-        document = json.loads(text)
+        document = loads(text)
+    except RecursionError:
+        raise FeedError(f"not valid JSON: {TOO_DEEP}") from None
     except json.JSONDecodeError as whole:
         # Not one document: JSON Lines, if its first record parses on its own.
         first = next((line for line in _lines(text) if line.strip()), "")
         try:
-            json.loads(first)
+            loads(first)
+        except RecursionError:
+            raise FeedError(f"not valid JSON: {TOO_DEEP}") from None
         except json.JSONDecodeError:
             raise FeedError(_json_error(whole)) from None
         return _parse_json_lines(text)
@@ -122,9 +168,12 @@ def _parse_json_lines(text: str) -> list[Record]:
             continue
         where = f"line {number}"
         try:
-            value = json.loads(line)
+            value = loads(line)
         except json.JSONDecodeError as exc:
             records.append(Record(where, len(records), {}, f"listing: not valid JSON ({exc.msg})"))
+            continue
+        except RecursionError:
+            records.append(Record(where, len(records), {}, f"listing: not valid JSON ({TOO_DEEP})"))
             continue
         if isinstance(value, dict):
             records.append(Record(where, len(records), value))
@@ -224,30 +273,97 @@ def _name(value: object) -> object:
     return value
 
 
-def _identifier(value: object) -> object:
+def _identifier(value: object, depth: int = 0) -> object:
     """`identifier` as text: a string, a number or a PropertyValue's `value`."""
+    if depth > MAX_ID_DEPTH:
+        return None  # a hostile nest: "id: missing" rather than a RecursionError
     if isinstance(value, list):
         for item in value:
-            found = _identifier(item)
+            found = _identifier(item, depth + 1)
             if found not in (None, ""):
                 return found
         return None
     if isinstance(value, dict):
-        return _identifier(value.get("value"))
+        return _identifier(value.get("value"), depth + 1)
     return value
 
 
 def _locality(value: object) -> str | None:
     """The towns of `jobLocation` (one Place or several), comma-separated."""
     places = value if isinstance(value, list) else [value]
-    towns: list[str] = []
+    towns: dict[str, None] = {}  # ordered and O(1) to look up: 100,000 places stay cheap
     for place in places:
         address = place.get("address") if isinstance(place, dict) else place
         address = _first(address)
         town = address.get("addressLocality") if isinstance(address, dict) else address
-        if isinstance(town, str) and town.strip() and town.strip() not in towns:
-            towns.append(town.strip())
+        if isinstance(town, str) and town.strip():
+            towns.setdefault(town.strip())
     return ", ".join(towns) if towns else None
+
+
+def _given(value: object) -> bool:
+    return value is not None and value != ""
+
+
+def _place_facts(value: object) -> dict[str, Any]:
+    """postal_code, latitude and longitude of the first of `jobLocation`'s places that has
+    any of them (PostalAddress.postalCode; GeoCoordinates, or the Place's own latitude and
+    longitude). Values are passed on as found: the store checks them."""
+    places = value if isinstance(value, list) else [value]
+    for place in places[:MAX_PLACES]:
+        if not isinstance(place, dict):
+            continue
+        address = _first(place.get("address"))
+        postal_code = address.get("postalCode") if isinstance(address, dict) else None
+        geo = _first(place.get("geo"))
+        where = geo if isinstance(geo, dict) else place
+        latitude, longitude = where.get("latitude"), where.get("longitude")
+        if _given(postal_code) or _given(latitude) or _given(longitude):
+            return {"postal_code": postal_code, "latitude": latitude, "longitude": longitude}
+    return {}
+
+
+def _remote(node: Mapping[str, Any]) -> bool:
+    """Google's two ways of saying "work from home": TELECOMMUTE, or the places an
+    applicant may live in."""
+    kinds = node.get("jobLocationType")
+    kinds = kinds[:MAX_TYPES] if isinstance(kinds, list) else [kinds]
+    telecommute = any(isinstance(kind, str) and kind.strip().upper() == "TELECOMMUTE" for kind in kinds)
+    return telecommute or node.get("applicantLocationRequirements") not in (None, "", [], {})
+
+
+def _employment_types(value: object) -> list[str]:
+    """`employmentType` (text, comma-separated text or a list) as criteria types. Words we
+    cannot map are passed over: schema.org leaves the value free, so they are not errors."""
+    items = value[:MAX_TYPES] if isinstance(value, list) else [value]
+    words = [word for item in items if isinstance(item, str) for word in item.split(",")[:MAX_TYPES]]
+    types = (EMPLOYMENT_WORDS.get(employment_word(word)) for word in words)
+    return [kind for kind in types if kind is not None]
+
+
+def _salary(value: object) -> dict[str, Any]:
+    """`baseSalary` (a MonetaryAmount whose `value` is a QuantitativeValue or a number)
+    in the contract's fields. A unit other than YEAR, MONTH or HOUR (WEEK, DAY, none at
+    all) leaves the salary out: schema.org allows it, and a figure without a unit we
+    store could not be compared. The amounts are passed on as found: the store checks
+    them (a wrong type is a reason, not a guess)."""
+    amount = _first(value)
+    if not isinstance(amount, dict):
+        return {}
+    quantity = _first(amount.get("value"))
+    if isinstance(quantity, dict):
+        unit = quantity.get("unitText", amount.get("unitText"))
+        low, high = quantity.get("minValue"), quantity.get("maxValue")
+        if not _given(low) and not _given(high):
+            low = high = quantity.get("value")  # a single figure
+    else:
+        unit, low, high = amount.get("unitText"), quantity, quantity
+    if not (isinstance(unit, str) and unit.strip().upper() in SALARY_UNITS):
+        return {}
+    if not _given(low) and not _given(high):
+        return {}
+    return {"salary_min": low, "salary_max": high, "salary_currency": amount.get("currency"),
+            "salary_unit": unit.strip()}
 
 
 def _category(node: Mapping[str, Any]) -> object:
@@ -279,6 +395,10 @@ def job_posting_fields(node: Mapping[str, Any]) -> dict[str, Any]:
         "location": location,
         "category": _category(node),
         "description": html_to_text(description) if isinstance(description, str) else description,
+        **_place_facts(node.get("jobLocation")),
+        "remote": _remote(node),
+        "employment_type": _employment_types(node.get("employmentType")),
+        **_salary(node.get("baseSalary")),
     }
 
 

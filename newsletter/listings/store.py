@@ -20,6 +20,9 @@ Rules (also what the operator sees in a rejection line, always "field: why"):
 - A withdrawn listing stays withdrawn when a feed brings it again (feeds lag behind a
   DELETE); it comes back only when the row's `published_at` lies after the withdrawal,
   i.e. the board posted it anew.
+- The job-alert fields (postal code, coordinates, remote, employment type, salary) are
+  optional; their rules are in listings.feed_fields. The feed is the truth: a row sent
+  again without them resets them to their defaults.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from newsletter.listings.feed_fields import clean_feed_fields
 from newsletter.listings.formats import Record, parse_feed
 from newsletter.models import Listing, utcnow
 from newsletter.validation import InvalidInput
@@ -79,6 +83,16 @@ class ListingData:
     category: str = ""
     description: str = ""
     valid_through: datetime | None = None
+    # The job-alert fields; the defaults are what a row without them stores.
+    postal_code: str = ""
+    latitude: float | None = None
+    longitude: float | None = None
+    remote: bool = False
+    employment_type: str = ""  # criteria.join_types form
+    salary_min: float | None = None
+    salary_max: float | None = None
+    salary_currency: str = ""
+    salary_unit: str = ""
 
     def values(self) -> dict[str, Any]:
         """The columns besides external_id."""
@@ -287,6 +301,7 @@ def clean_listing(data: Mapping[str, Any], now: datetime | None = None) -> Listi
         category=clean_line("category", data.get("category"), MAX_SHORT),
         description=clean_description(data.get("description")),
         valid_through=valid_through,
+        **clean_feed_fields(data),
     )
 
 

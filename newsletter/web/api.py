@@ -11,7 +11,6 @@ store.upsert), so a row the CLI refuses the API refuses with the same reason.
 from __future__ import annotations
 
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any, TypeVar
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -19,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 
 from newsletter.db import get_session, retry_once_on_conflict
 from newsletter.listings import store
-from newsletter.listings.formats import FeedError, records_from_json
+from newsletter.listings.formats import FeedError, json_int, json_number, records_from_json
 from newsletter.operators import api_tokens
 from newsletter.web.openapi import MAX_ITEMS, OPENAPI
 
@@ -113,23 +112,12 @@ def _http_error(exc: HTTPException) -> Response:
 
 # -- listings ---------------------------------------------------------------------------------
 
-def _whole_or_float(literal: str) -> int | float:
-    """A JSON number as Python reads it, except that a whole one written with a fraction or
-    exponent (`1921580.0`, `1e3`) is that int: JSON and the OpenAPI description (JSON Schema
-    `integer`) count it as a whole number, and an id may be one. Decimal, not float, so a
-    long id keeps every digit."""
-    value = Decimal(literal)
-    if value.is_finite() and value == value.to_integral_value() and value.adjusted() < 100:
-        return int(value)
-    return float(literal)
-
-
 @bp.post("/listings")
 @_needs("listings")
 def post_listings() -> Response:
     """Upsert an array of listings; the good rows are kept, the bad ones named."""
     try:
-        body = current_app.json.loads(request.get_data(cache=True), parse_float=_whole_or_float)
+        body = current_app.json.loads(request.get_data(cache=True), parse_float=json_number, parse_int=json_int)
     except ValueError as exc:  # also a body that is not UTF-8, or nested past the parser
         return _error(400, f"body: not valid JSON ({_one_line(str(exc))})", field="body")
     if not isinstance(body, list):

@@ -5,10 +5,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from newsletter.listings import feed_fields
 from newsletter.models import EditionState
 
 # The most listings one POST /api/v1/listings takes (web/api.py refuses more with 413).
 MAX_ITEMS = 5000
+
+# The reasons of the rules between fields (or against the clock) that ListingInput can only
+# state in words: a row refused with one of these may well match the schema.
+RULES_IN_WORDS = (
+    "published_at: lies more than a day in the future",
+    "valid_through: lies before published_at",
+    "salary_max: lies below salary_min",
+)
 
 # What store.clean_listing accepts, as ECMA 262 patterns. Where a rule cannot be a pattern
 # (a time relative to the server's clock, one field against another, an id given twice),
@@ -28,6 +37,44 @@ _DAY = r"(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)
 _TIME = r"(?:T(?:[01]\d|2[0-3])(?::[0-5]\d(?::[0-5]\d(?:\.\d{1,6})?)?)?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)?)?"
 _YEAR = r"(?:20[01]\d|202\d|20[3-9]\d|2100)"  # 2000-2100; half the alternatives lie in the past
 ISO_TIME = f"^{_YEAR}-{_DAY}{_TIME}$"
+
+
+def _caseless(word: str) -> str:
+    """`word` as a pattern of either case (ECMA 262 patterns in JSON Schema take no flags);
+    `_` also matches `-` and a space, as listings.feed_fields.employment_word reads them."""
+    return "".join(f"[{c.upper()}{c}]" if c.isalpha() else "[_ -]" if c == "_" else c for c in word)
+
+
+def _words(words: Any) -> str:
+    return "(?:" + "|".join(_caseless(word) for word in sorted(words, key=lambda w: (-len(w), w))) + ")"
+
+
+# listings.feed_fields as patterns: only ASCII digits (ECMA's \d is ASCII, Python's is not
+# unless told), surrounding spaces left out (the server trims them), bounded like the server.
+POSTAL_CODE = f"^{feed_fields.POSTAL_CODE.pattern}$"
+LATITUDE_TEXT = r"^[+-]?(?:90(?:\.0{1,15})?|[1-8]?[0-9](?:\.[0-9]{1,15})?)$"
+LONGITUDE_TEXT = r"^[+-]?(?:180(?:\.0{1,15})?|(?:1[0-7][0-9]|[1-9]?[0-9])(?:\.[0-9]{1,15})?)$"
+AMOUNT_TEXT = r"^[0-9]{1,7}(?:\.[0-9]{1,2})?$"  # at most 9,999,999.99: below MAX_SALARY
+CURRENCY = "^[A-Za-z]{3}$"
+SALARY_UNIT = f"^{_words(feed_fields.UNIT_WORDS)}$"
+REMOTE_TEXT = f"^{_words(feed_fields.REMOTE_WORDS)}$"
+_TYPE = _words(feed_fields.EMPLOYMENT_WORDS)
+EMPLOYMENT_TYPE_TEXT = f"^ *{_TYPE}(?: *, *{_TYPE}){{0,{feed_fields.MAX_TYPES - 1}}} *$"
+EMPLOYMENT_TYPE_WORD = f"^ *{_TYPE} *$"
+_ABSENT = [{"type": "null"}, {"type": "string", "maxLength": 0}]
+
+
+def _given(name: str) -> dict[str, Any]:
+    """The row holds `name` with a value (not null, not empty)."""
+    return {"required": [name], "properties": {name: {"not": {"enum": [None, ""]}}}}
+
+
+def _number(minimum: int, maximum: int, text: str, description: str) -> dict[str, Any]:
+    return {"description": description, "anyOf": [
+        {"type": "number", "minimum": minimum, "maximum": maximum},
+        {"type": "string", "pattern": text},
+        *_ABSENT,
+    ]}
 
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
@@ -248,10 +295,10 @@ OPENAPI: dict[str, Any] = {
                 "type": "object",
                 "description": (
                     "One listing, as `newsletter listings import` reads it. A row that matches "
-                    "this schema is stored, except for three rules no schema can state: "
+                    "this schema is stored, except for four rules no schema can state: "
                     "`published_at` more than a day ahead of the server's clock, "
-                    "`valid_through` before `published_at`, and an `id` that appeared earlier in "
-                    "the same request. Those rows, and every row that breaks this schema, are "
+                    "`valid_through` before `published_at`, `salary_max` below `salary_min`, "
+                    "and an `id` that appeared earlier in the same request. Those rows, and every row that breaks this schema, are "
                     "named in the answer's `rejected` and the other rows are still stored. "
                     "Unknown fields are ignored, except keys starting with `@`: they make the "
                     "item a schema.org JobPosting node (JSON-LD, read as the import reads it; "
@@ -310,7 +357,89 @@ OPENAPI: dict[str, Any] = {
                     "category": {"type": ["string", "null"], "maxLength": 200, "pattern": SINGLE_LINE},
                     "description": {"type": ["string", "null"], "maxLength": 20000,
                                     "description": "Several lines; at most one blank line in a row is kept."},
+                    "postal_code": {
+                        "description": (
+                            "The job's postal code: text (a number would lose a leading zero), "
+                            "4 to 10 ASCII letters, digits, spaces or hyphens, starting and ending "
+                            "with a letter or digit; trimmed. Null or empty: none."
+                        ),
+                        "anyOf": [{"type": "string", "pattern": POSTAL_CODE}, *_ABSENT],
+                        "examples": ["80331", "01067"],
+                    },
+                    "latitude": _number(-90, 90, LATITUDE_TEXT, (
+                        "WGS 84 degrees: a number, or text of digits with an optional decimal "
+                        "point (a decimal comma is refused); finite. Given only together with "
+                        "longitude. Null or empty: none (the place is then looked up by name)."
+                    )),
+                    "longitude": _number(-180, 180, LONGITUDE_TEXT, "As latitude; given only together with it."),
+                    "remote": {
+                        "description": (
+                            "Whether the job can be done from home. true/false, 1/0, or the text "
+                            "true, false, yes, no, ja, nein, 1 or 0 in any case. Null or empty: false."
+                        ),
+                        "anyOf": [
+                            {"type": "boolean"},
+                            {"type": "integer", "enum": [0, 1]},
+                            {"type": "string", "pattern": REMOTE_TEXT},
+                            *_ABSENT,
+                        ],
+                    },
+                    "employment_type": {
+                        "description": (
+                            "Comma-separated text or a list of at most "
+                            f"{feed_fields.MAX_TYPES} words, each one of "
+                            + ", ".join(f"`{kind}`" for kind in feed_fields.criteria.EMPLOYMENT_TYPES)
+                            + ", the schema.org JobPosting names FULL_TIME, PART_TIME, INTERN "
+                            "(internship) and CONTRACTOR (freelance), or Vollzeit, Teilzeit, "
+                            "Werkstudent, Praktikum, Ausbildung, Freiberuflich; any case, `-` or "
+                            "a space for `_`. TEMPORARY, VOLUNTEER, PER_DIEM and OTHER are "
+                            "taken and passed over; any other word refuses the row. Null or empty: "
+                            "not stated."
+                        ),
+                        "anyOf": [
+                            {"type": "string", "pattern": EMPLOYMENT_TYPE_TEXT},
+                            {"type": "array", "maxItems": feed_fields.MAX_TYPES,
+                             "items": {"type": "string", "pattern": EMPLOYMENT_TYPE_WORD}},
+                            *_ABSENT,
+                        ],
+                        "examples": ["full_time,part_time", ["FULL_TIME", "INTERN"]],
+                    },
+                    "salary_min": _number(0, feed_fields.MAX_SALARY, AMOUNT_TEXT, (
+                        "The lowest pay, per salary_unit: a number from 0 to "
+                        f"{feed_fields.MAX_SALARY}, or text of plain digits with an optional `.` "
+                        "before 1 or 2 decimals (`52.000` is refused as ambiguous). Not above "
+                        "salary_max. Null or empty: open (no lower figure). With an amount, "
+                        "salary_unit is required."
+                    )),
+                    "salary_max": _number(0, feed_fields.MAX_SALARY, AMOUNT_TEXT, (
+                        "The highest pay, as salary_min; not below it. The same figure in both "
+                        "is a single figure."
+                    )),
+                    "salary_currency": {
+                        "description": (
+                            "ISO 4217 code, three letters (stored upper case); EUR when a salary "
+                            "is given without one. Ignored without a salary."
+                        ),
+                        "anyOf": [{"type": "string", "pattern": CURRENCY}, *_ABSENT],
+                    },
+                    "salary_unit": {
+                        "description": (
+                            "What the salary figures are per: year, month or hour (also Jahr, "
+                            "Monat, Stunde; any case). Required with salary_min or salary_max; "
+                            "ignored without them."
+                        ),
+                        "anyOf": [{"type": "string", "pattern": SALARY_UNIT}, *_ABSENT],
+                    },
                 },
+                # The rules between fields that JSON Schema can state (salary_min <= salary_max
+                # it cannot: see the description).
+                "allOf": [
+                    {"if": _given("latitude"), "then": _given("longitude")},
+                    {"if": _given("longitude"), "then": _given("latitude")},
+                    {"if": {"anyOf": [_given("salary_min"), _given("salary_max")]},
+                     "then": {**_given("salary_unit"),
+                              "properties": {"salary_unit": {"type": "string", "pattern": SALARY_UNIT}}}},
+                ],
             },
             "ImportResult": {
                 "type": "object",

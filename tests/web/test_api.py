@@ -302,3 +302,15 @@ def test_the_cli_names_a_row_with_an_unbalanced_ipv6_bracket_without_a_traceback
     assert result.returncode == 1
     assert "Traceback" not in result.stderr + result.stdout
     assert "item 0: url: has no valid host" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("number", ["1e999999999999999999999999", "9" * 5000])
+def test_a_number_too_big_to_read_is_a_rejected_row_not_a_500(client, database, token, number):
+    body = ('[{"id": ' + number + ', "title": "Koch (m/w/d)", "url": "https://jobs.example.org/1", '
+            '"published_at": "2026-01-05T09:00:00+01:00"}]')
+    answer = client.post("/api/v1/listings", data=body, content_type="application/json", headers=auth(token))
+    assert answer.status_code == 200, answer.get_data(as_text=True)[:300]
+    assert answer.get_json()["added"] == 0
+    [rejected] = answer.get_json()["rejected"]
+    assert rejected["index"] == 0 and "id" in rejected["reason"]
+    assert "Traceback" not in answer.get_data(as_text=True)

@@ -26,12 +26,11 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import negative_data_rejection
 
 from newsletter.operators import api_tokens
-from newsletter.web.openapi import MAX_ITEMS, OPENAPI
+from newsletter.web.openapi import MAX_ITEMS, OPENAPI, RULES_IN_WORDS
 
 BASE_URL = "http://localhost/api/v1"
-# The rules ListingInput states only in words (see its description): a row refused for one
-# of them may well match the schema.
-RULES_IN_WORDS = ("published_at: lies more than a day in the future", "valid_through: lies before published_at")
+# RULES_IN_WORDS: the rules ListingInput states only in words (see its description): a row
+# refused for one of them may well match the schema.
 
 # Loaded from the dict the app serves (test_the_served_description_is_the_tested_one holds
 # them equal): the pytest integration needs the schema when it collects, before any app
