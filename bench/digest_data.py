@@ -2,6 +2,11 @@
 sets spread over the readers like real signups (a few popular searches, a long tail), and
 fast bulk loading of subscribers (executemany on SQLite, COPY on PostgreSQL).
 
+Two kinds of searches: `text` ones (keywords and a place matched as text, no radius: the
+matching the newsletter had before radius search) and `radius` ones (job-alert searches: a
+radius around the place, remote wishes and job types; listings with coordinates, some in
+the towns around the cities, some remote, most with a job type).
+
 Everything is drawn from a seeded random generator, so two runs send the same mail.
 """
 
@@ -87,24 +92,56 @@ LAST_NAMES = ("mueller", "schmidt", "schneider", "fischer", "weber", "meyer", "w
 DOMAINS = ("example.org", "example.com", "example.net", "mail.example.org", "post.example.com")
 
 
+# Where the cities are, and a town within 10-30 km of each, where radius readers find more.
+COORDINATES = {
+    "München": (48.137, 11.575), "Berlin": (52.524, 13.411), "Hamburg": (53.551, 9.994),
+    "Köln": (50.933, 6.950), "Frankfurt am Main": (50.116, 8.684), "Stuttgart": (48.782, 9.177),
+    "Leipzig": (51.340, 12.375), "Düsseldorf": (51.222, 6.776), "Nürnberg": (49.454, 11.077),
+    "Dresden": (51.051, 13.738), "Hannover": (52.374, 9.738), "Bremen": (53.075, 8.808),
+}
+NEIGHBOURS = {
+    "München": ("Garching bei München", 48.249, 11.651), "Berlin": ("Potsdam", 52.399, 13.066),
+    "Hamburg": ("Norderstedt", 53.686, 9.980), "Köln": ("Leverkusen", 51.030, 6.984),
+    "Frankfurt am Main": ("Offenbach am Main", 50.100, 8.766), "Stuttgart": ("Esslingen am Neckar", 48.739, 9.311),
+    "Leipzig": ("Markkleeberg", 51.278, 12.369), "Düsseldorf": ("Neuss", 51.198, 6.685),
+    "Nürnberg": ("Fürth", 49.477, 10.989), "Dresden": ("Radebeul", 51.107, 13.661),
+    "Hannover": ("Langenhagen", 52.447, 9.740), "Bremen": ("Delmenhorst", 53.051, 8.632),
+}
+TYPES = ("full_time", "part_time", "student", "internship", "apprenticeship", "freelance")
+TYPE_CHOICES = ("", "", "full_time", "full_time,part_time", "part_time", "student", "freelance")
+RADII = (10, 25, 25, 25, 50, 100)
+
+
 @dataclass(frozen=True)
 class PreferenceSet:
     keywords: str
     location: str
+    radius: int = 0
+    remote: str = "also"
+    employment_type: str = ""
 
 
-def preference_sets(count: int, rng: random.Random) -> list[PreferenceSet]:
-    """`count` distinct (keywords, location): the catch-all ("", "") and a few broad searches
-    first (the popular ones), then keyword x city pairs."""
+def preference_sets(count: int, rng: random.Random, search: str = "text") -> list[PreferenceSet]:
+    """`count` distinct searches: the catch-all and a few broad searches first (the popular
+    ones), then keyword x city pairs; `radius` ones add a radius, remote and job types."""
     fixed = [PreferenceSet("", ""), PreferenceSet("Python", ""), PreferenceSet("Pflege", "Berlin"),
              PreferenceSet("Data, Analytics", "München"), PreferenceSet("Vertrieb", ""), PreferenceSet("", "Hamburg")]
     pairs = [PreferenceSet(k, c) for k in JOBS for c in (*CITIES, "")]
     rng.shuffle(pairs)
-    chosen = list(dict.fromkeys([*fixed, *pairs]))
-    return chosen[:count]
+    chosen = list(dict.fromkeys([*fixed, *pairs]))[:count]
+    if search == "text":
+        return chosen
+    searches = []
+    for n, plain in enumerate(chosen):
+        remote = "only" if n % 11 == 7 else ("no" if n % 5 == 3 else "also")
+        types = TYPE_CHOICES[n % len(TYPE_CHOICES)] if n >= 6 else ""
+        radius = RADII[n % len(RADII)] if plain.location else 0
+        searches.append(PreferenceSet(plain.keywords, plain.location, radius, remote, types))
+    return list(dict.fromkeys(searches))
 
 
-def listing_rows(count: int, sets: Sequence[PreferenceSet], now: datetime, rng: random.Random) -> list[dict[str, Any]]:
+def listing_rows(count: int, sets: Sequence[PreferenceSet], now: datetime, rng: random.Random,
+                 search: str = "text") -> list[dict[str, Any]]:
     """`count` listings published in the last 13 days (inside the default 14-day window).
     One per preference set first, made to match it, so no reader is left without mail."""
     keywords = list(JOBS)
@@ -121,7 +158,12 @@ def listing_rows(count: int, sets: Sequence[PreferenceSet], now: datetime, rng: 
         title = titles[0] if first_title else rng.choice(titles)
         company = rng.choice(COMPANIES)
         location = rng.choice(LOCATION_FORMS).format(city=city)
+        facts = {} if search == "text" else _radius_facts(n, sets[n] if n < len(sets) else None, city, rng)
+        if facts.get("town"):
+            location = facts["town"]
+        facts.pop("town", None)
         rows.append({
+            **facts,
             "external_id": f"bench-{n + 1}",
             "title": title,
             "url": f"https://jobs.example.org/stellen/{n + 1}-{_slug(title)}",
@@ -136,6 +178,23 @@ def listing_rows(count: int, sets: Sequence[PreferenceSet], now: datetime, rng: 
             "updated_at": now,
         })
     return rows
+
+
+def _radius_facts(n: int, wanted: PreferenceSet | None, city: str, rng: random.Random) -> dict[str, Any]:
+    """Coordinates (a third in the neighbouring town), remote for some, a job type for most,
+    a salary for many; the listing made for a search fits that search's type and remote wish."""
+    town, (lat, lon) = None, COORDINATES[city]
+    if rng.random() < 0.33 and not (wanted and wanted.location):
+        town, lat, lon = NEIGHBOURS[city]
+    wanted_types = [kind for kind in (wanted.employment_type if wanted else "").split(",") if kind]
+    kind = wanted_types[0] if wanted_types else ("" if wanted or rng.random() < 0.2 else rng.choice(TYPES))
+    remote = bool(wanted and wanted.remote == "only") or rng.random() < 0.15
+    low = rng.randrange(40, 80) * 1000
+    salary = ({"salary_min": float(low), "salary_max": float(low + 12000), "salary_currency": "EUR",
+               "salary_unit": "year"} if rng.random() < 0.6
+              else {"salary_min": None, "salary_max": None, "salary_currency": "", "salary_unit": ""})
+    return {"town": town, "latitude": lat, "longitude": lon, "remote": remote, "employment_type": kind,
+            "postal_code": "", **salary}
 
 
 def description(title: str, company: str, city: str, keyword: str, rng: random.Random) -> str:
@@ -172,8 +231,8 @@ def weights(count: int) -> list[float]:
     return [1.0 / (rank ** 0.9) for rank in range(1, count + 1)]
 
 
-SUBSCRIBER_COLUMNS = ("public_id", "email", "email_hash", "language", "keywords", "location", "status",
-                      "created_at", "confirmed_at")
+SUBSCRIBER_COLUMNS = ("public_id", "email", "email_hash", "language", "keywords", "location", "radius", "remote",
+                      "employment_type", "status", "created_at", "confirmed_at")
 
 
 def subscriber_rows(count: int, sets: Sequence[PreferenceSet], now: datetime,
@@ -195,6 +254,9 @@ def subscriber_rows(count: int, sets: Sequence[PreferenceSet], now: datetime,
             "en" if rng.random() < 0.2 else "de",
             chosen.keywords,
             chosen.location,
+            chosen.radius,
+            chosen.remote,
+            chosen.employment_type,
             "confirmed",
             created,
             created + timedelta(minutes=5),
@@ -216,11 +278,11 @@ class Dataset:
     now: datetime
 
 
-def dataset(set_count: int, listing_count: int) -> Dataset:
+def dataset(set_count: int, listing_count: int, search: str = "text") -> Dataset:
     rng = random.Random(SEED)
     now = datetime.now(UTC).replace(tzinfo=None)
-    sets = preference_sets(set_count, rng)
-    return Dataset(sets, listing_rows(listing_count, sets, now, rng), now)
+    sets = preference_sets(set_count, rng, search)
+    return Dataset(sets, listing_rows(listing_count, sets, now, rng, search), now)
 
 
 def load(engine: Engine, data: Dataset, subscribers: int) -> None:

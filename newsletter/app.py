@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     from newsletter import db
     from newsletter.web import admin, api, errors, health, i18n, metrics, public, security
+    from newsletter.web.digest_view import bp as digest_view_bp
     from newsletter.web.extensions import init_limiter, init_redis
 
     settings = settings or load_settings()
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     security.init_app(app, settings)
     errors.init_app(app)
     app.register_blueprint(public.bp)
+    app.register_blueprint(digest_view_bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
     admin.init_app(app)

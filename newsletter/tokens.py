@@ -8,6 +8,11 @@ Preferences and data tokens also name the row's link generation, which a new sig
 an unsubscribe raises: the web pages open nothing for a token of another generation.
 Unsubscribe tokens name none: every unsubscribe link ever mailed stops the mail.
 
+A digest's web version ("view in the browser") link names no reader at all: it signs the
+(variant id, language) of an edition's variant, the same for every reader of it. It has no
+time stamp, so every worker that renders the variant makes the very same link; its life is
+the edition's age, which the web version checks (editions/web_version.py).
+
 Only the spelling we mailed is accepted: itsdangerous decodes the signature leniently
 (unused low bits of the last character, padding, non-ASCII characters are ignored), so one
 token would otherwise have several spellings that all verify.
@@ -46,6 +51,11 @@ _MAILTO_MAC_LENGTH = 20
 VERP_SALT = b"newsletter.verp.v1:"
 _VERP_MAC_LENGTH = 12
 _DIGITS = re.compile(r"[0-9]{1,10}")
+# The web version of one digest variant in one language: no reader's data in it.
+DIGEST_WEB_SALT = "newsletter.digest-web.v1"
+_DIGEST_WEB_LANGUAGES = ("de", "en")
+# Ours are about 40 characters; anything far longer is refused before any decoding.
+_MAX_DIGEST_WEB_TOKEN = 200
 
 
 _PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{8,32}")
@@ -165,6 +175,24 @@ class Tokens:
             hmac.compare_digest(given, f"{signed}.{_mac(key, VERP_SALT, signed, _VERP_MAC_LENGTH)}".lower().encode())
             for key in self.keys
         )
+
+    def digest_web(self, variant_id: int, language: str) -> str:
+        """The "view in the browser" link of one variant's digest in `language`."""
+        if type(variant_id) is not int or not 1 <= variant_id <= MAX_ROW_ID or language not in _DIGEST_WEB_LANGUAGES:
+            raise ValueError("a digest web link names a variant id and a language (de, en)")
+        return self._plain(DIGEST_WEB_SALT).dumps([variant_id, language])
+
+    def read_digest_web(self, token: str) -> tuple[int, str]:
+        """(variant id, language) of a digest web link; TokenInvalid for anything else."""
+        if len(token) > _MAX_DIGEST_WEB_TOKEN:
+            raise TokenInvalid()
+        value = self._loads_plain(DIGEST_WEB_SALT, token)
+        if not (isinstance(value, list) and len(value) == 2):
+            raise TokenInvalid()
+        variant_id, language = value
+        if type(variant_id) is not int or not 1 <= variant_id <= MAX_ROW_ID or language not in _DIGEST_WEB_LANGUAGES:
+            raise TokenInvalid()
+        return variant_id, language
 
     def preferences(self, public_id: str, generation: int = 0) -> str:
         """The lasting preferences link of the row's link `generation`."""

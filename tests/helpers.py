@@ -187,9 +187,10 @@ def add_listing(session, n: int, title: str, *, location: str = "Berlin", hours_
 
 
 def add_reader(session, address: str, keywords: str = "", location: str = "", language: str = "de",
-               status: str = "confirmed") -> None:
+               status: str = "confirmed", **search) -> None:
+    """A reader; `search` may give radius, remote and employment_type."""
     session.add(Subscriber(email=address, email_hash=email_hash(address), keywords=keywords,
-                           location=location, language=language, status=status, confirmed_at=utcnow()))
+                           location=location, language=language, status=status, confirmed_at=utcnow(), **search))
 
 
 def send_now(database, settings, drain, trigger: str = "test") -> int:

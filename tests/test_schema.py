@@ -79,3 +79,26 @@ def test_upgrade_leaves_sqlite_in_wal_mode(tmp_path):
     upgrade(f"sqlite:///{path}")
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_readers_with_a_place_keep_it_with_the_default_radius_after_the_upgrade(tmp_path):
+    """Readers who gave a place before radius search get the 25 km a new signup with a place
+    gets; readers without one keep radius 0 (no place)."""
+    url = f"sqlite:///{tmp_path}/radius.db"
+    command.upgrade(alembic_config(url), "0006")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        for address, place in (("ort@example.org", "Köln"), ("ohne@example.org", "")):
+            conn.execute(text(
+                "INSERT INTO subscribers (public_id, email, email_hash, language, keywords, location, status, "
+                "created_at) VALUES (:p, :e, :h, 'de', '', :l, 'confirmed', CURRENT_TIMESTAMP)"),
+                {"p": address[:4], "e": address, "h": email_hash(address), "l": place})
+    engine.dispose()
+    upgrade(url)
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        got = dict(conn.execute(text("SELECT email, radius FROM subscribers")).all())
+        remote = set(conn.execute(text("SELECT remote FROM subscribers")).scalars())
+    engine.dispose()
+    assert got == {"ort@example.org": 25, "ohne@example.org": 0}
+    assert remote == {"also"}

@@ -29,6 +29,9 @@ def upgrade() -> None:
     with op.batch_alter_table("subscribers", schema=None) as batch_op:
         for column in _search_columns():
             batch_op.add_column(column)
+    # A reader who gave a place before radius search existed gets the default radius, as a
+    # new signup with a place does; radius 0 stays "no place".
+    op.execute(sa.text("UPDATE subscribers SET radius = 25 WHERE location <> ''"))
     with op.batch_alter_table("edition_variants", schema=None) as batch_op:
         for column in _search_columns():
             batch_op.add_column(column)

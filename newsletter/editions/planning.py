@@ -1,5 +1,5 @@
 """Planning an edition: its window of listings (from the previous edition's cut-off to its
-own), the listings each distinct reader preference gets, and one delivery row per reader,
+own), the listings each distinct reader search gets, and one delivery row per reader,
 made with set-based SQL. Also what an edition made now would hold (`--dry-run`)."""
 
 from __future__ import annotations
@@ -51,22 +51,42 @@ def window_listings(session: Session, start: datetime, cutoff: datetime) -> list
     )
 
 
-def _searchable(listings: list[Listing]) -> list[tuple[int, str, str]]:
-    return [
-        (item.id, matching.searchable(item.title, item.company, item.category, item.description),
-         matching.fold(item.location))
-        for item in listings
-    ]
+def listing_facts(listings: list[Listing]) -> list[matching.ListingFacts]:
+    """What matching needs of each listing, worked out once per edition."""
+    return [matching.facts(item) for item in listings]
 
 
-def preference_sets(session: Session) -> list[tuple[str, str, int]]:
-    """Distinct (keywords, location) of confirmed, unsuppressed readers, with their count."""
+# The columns that make one reader's search; readers with equal values share a variant.
+SEARCH = ("keywords", "location", "radius", "remote", "employment_type")
+
+
+@dataclass(frozen=True)
+class Search:
+    """One distinct search among the readers, and how many readers hold it."""
+
+    keywords: str
+    location: str
+    radius: int
+    remote: str
+    employment_type: str
+    readers: int
+
+    def query(self) -> matching.Query:
+        return matching.parse(self.keywords, self.location, self.radius, self.remote, self.employment_type)
+
+    def columns(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in SEARCH}
+
+
+def searches(session: Session) -> list[Search]:
+    """Distinct searches of confirmed, unsuppressed readers, with their count."""
+    columns = [getattr(Subscriber, name) for name in SEARCH]
     return [
-        (keywords, location, count)
-        for keywords, location, count in session.execute(
-            select(Subscriber.keywords, Subscriber.location, func.count())
+        Search(*row)
+        for row in session.execute(
+            select(*columns, func.count())
             .where(Subscriber.status == SubscriberStatus.CONFIRMED, ~_suppressed())
-            .group_by(Subscriber.keywords, Subscriber.location)
+            .group_by(*columns)
         )
     ]
 
@@ -88,12 +108,8 @@ def preview(session: Session, settings: Settings, now: datetime | None = None) -
     now = now or utcnow()
     start = previous_cutoff(session) or now - timedelta(days=settings.digest_interval_days)
     listings = window_listings(session, start, now)
-    searchable = _searchable(listings)
-    recipients = sum(
-        count
-        for keywords, location, count in preference_sets(session)
-        if matching.select(matching.parse(keywords, location), searchable)
-    )
+    facts = listing_facts(listings)
+    recipients = sum(search.readers for search in searches(session) if matching.select(search.query(), facts))
     return Preview(recipients, listings)
 
 
@@ -124,14 +140,14 @@ def create_edition(
     session.flush()
 
     listings = window_listings(session, start, now)
-    searchable = _searchable(listings)
+    facts = listing_facts(listings)
     variants = []
-    for keywords, location, _count in preference_sets(session):
-        selected = matching.select(matching.parse(keywords, location), searchable)
+    for search in searches(session):
+        selected = matching.select(search.query(), facts)
         if selected:
             variants.append(
                 {
-                    "edition_id": edition.id, "keywords": keywords, "location": location,
+                    "edition_id": edition.id, **search.columns(),
                     "listing_ids": selected[: settings.digest_max_listings], "total_matches": len(selected),
                 }
             )
@@ -167,8 +183,7 @@ def plan(session: Session, edition_id: int, now: datetime) -> int:
             EditionVariant,
             and_(
                 EditionVariant.edition_id == edition_id,
-                EditionVariant.keywords == Subscriber.keywords,
-                EditionVariant.location == Subscriber.location,
+                *(getattr(EditionVariant, name) == getattr(Subscriber, name) for name in SEARCH),
             ),
         )
         .where(Subscriber.status == SubscriberStatus.CONFIRMED, ~_suppressed())

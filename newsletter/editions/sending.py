@@ -342,10 +342,10 @@ class ChunkSender:
         ids = list(variant.listing_ids)
         by_id = {row.id: row for row in conn.execute(select(Listing.__table__).where(Listing.id.in_(ids)))}
         tz = self.settings.tz
-        listings = [view(by_id[i], tz) for i in ids if i in by_id]  # type: ignore[arg-type]
+        listings = [view(by_id[i], tz, language) for i in ids if i in by_id]  # type: ignore[arg-type]
         edition_date = cutoff.replace(tzinfo=UTC).astimezone(tz).date()
         mail = self.composer.render_variant(language, variant.keywords, variant.location, listings,
-                                            variant.total_matches, edition_date)
+                                            variant.total_matches, edition_date, variant_id=variant_id)
         self._variants[key] = mail
         return mail
 

@@ -3,8 +3,9 @@ in the admin and to send to themselves as a test.
 
 It goes the way sending goes: the listings of the window planning would use, the reader's
 match (listings/matching.py), and mail/digest.py's DigestComposer rendering the variant and
-building the message. Only the reader's two links differ: a preview carries PLACEHOLDER
-instead of a reader's tokens, also when it is the preview "as" a real subscriber, so a
+building the message. Only the reader's two links and the web version link differ: a
+preview carries PLACEHOLDER instead of a reader's tokens (and the web link names no
+variant: it opens nothing), also when it is the preview "as" a real subscriber, so a
 preview shown to an operator or mailed to any address they type never holds a link that
 would change someone's subscription (STANDARDS 26: a reader's tokens only in their own mail).
 
@@ -58,7 +59,8 @@ class DigestPreview:
 
 
 def preferences_of(session: Session, email: str) -> Preferences | None:
-    """The search and language of the subscriber with this address, or None."""
+    """The search (keywords, place, radius, remote, job types) and language of the
+    subscriber with this address, or None."""
     try:
         address = clean_email(email)
     except InvalidInput:
@@ -66,12 +68,15 @@ def preferences_of(session: Session, email: str) -> Preferences | None:
     sub = subscriptions.find_by_email(session, address)
     if sub is None:
         return None
-    return Preferences(keywords=sub.keywords, location=sub.location, language=sub.language)
+    return Preferences.of(sub)
 
 
-def preferences(keywords: object, location: object, language: object) -> Preferences:
-    """Preferences typed into the preview form, checked as the signup form checks them."""
-    return clean_preferences({"keywords": keywords, "location": location, "language": language})
+def preferences(keywords: object, location: object, language: object, radius: object = None,
+                remote: object = None, employment_type: object = None) -> Preferences:
+    """Preferences typed into the preview form, checked as the signup form checks them
+    (the defaults of a field left empty too: 25 km around a place, remote "also")."""
+    return clean_preferences({"keywords": keywords, "location": location, "language": language, "radius": radius,
+                              "remote": remote, "employment_type": employment_type})
 
 
 def compose(session: Session, settings: Settings, prefs: Preferences, composer: DigestComposer | None = None,
@@ -80,16 +85,18 @@ def compose(session: Session, settings: Settings, prefs: Preferences, composer: 
     now = now or utcnow()
     start = planning.previous_cutoff(session) or now - timedelta(days=settings.digest_interval_days)
     window = planning.window_listings(session, start, now)
-    selected = matching.select(matching.parse(prefs.keywords, prefs.location), planning._searchable(window))  # planning's very rule
+    query = matching.parse(prefs.keywords, prefs.location, prefs.radius, prefs.remote, prefs.employment_type)
+    selected = matching.select(query, planning.listing_facts(window))  # planning's very rule
     by_id = {item.id: item for item in window}
     shown = [by_id[i] for i in selected[: settings.digest_max_listings]]
     if not shown:
         return DigestPreview(prefs, start, now, [], 0, "", "", "", None)
     composer = composer or DigestComposer(settings)
     tz = settings.tz
+    # variant_id None: no edition's variant, so the web link is the placeholder too.
     variant = composer.render_variant(prefs.language, prefs.keywords, prefs.location,
-                                      [view(item, tz) for item in shown], len(selected),
-                                      now.replace(tzinfo=UTC).astimezone(tz).date())
+                                      [view(item, tz, prefs.language) for item in shown], len(selected),
+                                      now.replace(tzinfo=UTC).astimezone(tz).date(), variant_id=None)
     data, _ = composer.build(variant, "preview@example.invalid", PLACEHOLDER, PLACEHOLDER, "preview")
     message = message_from_bytes(data, policy=policy.default)
     assert isinstance(message, EmailMessage)

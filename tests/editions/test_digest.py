@@ -125,7 +125,9 @@ def test_two_schedulers_ticking_at_once_make_one_edition(database, settings):
 )
 def test_matching_is_case_umlaut_and_inflection_tolerant(keywords, location, text, where, expected):
     query = matching.parse(keywords, location)
-    assert matching.matches(query, matching.searchable(text, "", "", ""), matching.fold(where)) is expected
+    listing = matching.ListingFacts(1, matching.searchable(text, "", "", ""), matching.fold(where), None, False,
+                                    frozenset())
+    assert matching.matches(query, listing) is expected
 
 
 def test_selection_window_validity_order_and_limit(database, settings, smtp, drain):

@@ -403,3 +403,19 @@ def test_wrapping_a_long_indented_line_keeps_its_indent():
     assert all(part.startswith("    ") and len(part) <= 76 for part in lines[:-1])
     assert " ".join(part.strip() for part in lines[:-1]) == line.strip()
     assert lines[-1].startswith("https://")  # a link is never broken
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("name", ["confirm", "welcome", "manage", "data", "digest"])
+def test_every_mail_puts_its_impressum_under_a_heading_in_both_parts(settings, lang, name):
+    heading = {"de": "Impressum", "en": "Legal notice"}[lang]
+    context = {"confirm_url": "https://example.org/c", "preferences_url": "https://example.org/p",
+               "unsubscribe_url": "https://example.org/u", "data_url": "https://example.org/d",
+               "max_age_hours": 48, "max_age_minutes": 60, "subscribed": True}
+    composed = (render(Renderer(settings), lang) if name == "digest"
+                else Renderer(settings).render(name, lang, **context))
+    lines = composed.text.splitlines()
+    first = settings.impressum.splitlines()[0]
+    at = next(i for i, line in enumerate(lines) if line.startswith(first[:30]))
+    assert lines[at - 1] == heading, lines[at - 3:at + 1]
+    assert heading in composed.html

@@ -13,6 +13,7 @@ from flask_babel import gettext as _
 
 from newsletter.db import get_session
 from newsletter.editions import planning, state
+from newsletter.listings import criteria
 from newsletter.mail.delivery import Kind
 from newsletter.models import AdminRole, email_hash
 from newsletter.operators import dashboard, digest_preview
@@ -23,8 +24,9 @@ from newsletter.web.extensions import queue_edition_after_commit, settings
 
 PAGE = 25
 # The preview form's fields; the digest's language is not `language`, which would set the
-# page's own language (web/i18n.py reads that form field).
-PREVIEW_FIELDS = ("email", "keywords", "location", "digest_language")
+# page's own language (web/i18n.py reads that form field). employment_type may come as
+# several checkboxes or as one comma-separated value (the frame's and test send's query).
+PREVIEW_FIELDS = ("email", "keywords", "location", "radius", "remote", "employment_type", "digest_language")
 
 
 def _figures(edition_id: int) -> dashboard.EditionFigures:
@@ -115,6 +117,7 @@ def send_now() -> Response:
 def _preview_from(values: Any) -> tuple[dict[str, str], digest_preview.DigestPreview | None, str | None]:
     """The form's values, the preview they ask for (None before any was asked) and an error."""
     form = {name: (values.get(name) or "").strip()[:320] for name in PREVIEW_FIELDS}
+    form["employment_type"] = ",".join(v.strip() for v in values.getlist("employment_type") if v.strip())[:320]
     db = get_session()
     prefs: Preferences | None
     if form["email"]:
@@ -123,7 +126,8 @@ def _preview_from(values: Any) -> tuple[dict[str, str], digest_preview.DigestPre
             return form, None, _("No subscriber has this address.")
     elif any(form[name] for name in PREVIEW_FIELDS[1:]):
         try:
-            prefs = digest_preview.preferences(form["keywords"], form["location"], form["digest_language"] or "de")
+            prefs = digest_preview.preferences(form["keywords"], form["location"], form["digest_language"] or "de",
+                                               form["radius"], form["remote"], form["employment_type"])
         except InvalidInput as exc:
             return form, None, str(exc)
     else:
@@ -137,7 +141,15 @@ def preview() -> str:
     form, result, error = _preview_from(request.args)
     query = {k: v for k, v in form.items() if v}
     return render_template("admin/preview.html", form=form, preview=result, error=error, query=query,
-                           tz=settings().tz)
+                           tz=settings().tz, radii=criteria.RADII, default_radius=criteria.DEFAULT_RADIUS,
+                           employment_types=_type_choices())
+
+
+def _type_choices() -> list[tuple[str, str]]:
+    """The job types the preview form offers, labelled in the page's language."""
+    labels = {"full_time": _("Full-time"), "part_time": _("Part-time"), "student": _("Working student"),
+              "internship": _("Internship"), "apprenticeship": _("Apprenticeship"), "freelance": _("Freelance")}
+    return [(kind, labels[kind]) for kind in criteria.EMPLOYMENT_TYPES]
 
 
 @bp.get("/preview/frame")
@@ -178,7 +190,7 @@ def preview_test() -> Response:
     if form["email"]:
         detail["as_subscriber_hash"] = email_hash(form["email"])
     else:
-        detail |= {"keywords": result.prefs.keywords, "location": result.prefs.location}
+        detail |= result.prefs.search()
     record("preview.test_send", detail=detail)
     get_session().commit()
     if outcome.kind is Kind.SENT:
