@@ -109,6 +109,9 @@ class Settings:
     # Consent proof is kept three years after the end of a subscription (§195 BGB).
     consent_retention_days: int = 3 * 365
     privacy_url: str = "https://jobs.example.org/datenschutz"
+    # The board's own origins (https://jobs.example.org) that may show /embed/subscribe in
+    # a frame; every other page, and the embed too while this is empty, may be framed by none.
+    embed_origins: tuple[str, ...] = ()
     impressum: str = (
         "Beispiel Jobs GmbH, Musterstraße 1, 10115 Berlin. Geschäftsführung: Erika Mustermann. "
         "Registergericht Amtsgericht Berlin-Charlottenburg, HRB 000000."
@@ -422,6 +425,59 @@ def _check_bounce_imap(s: Settings) -> None:
         raise ConfigError(f"{name}: must differ from the folder NEWSLETTER_BOUNCE_IMAP_URL reads ({imap.folder!r})")
 
 
+# A host name as a CSP source takes it: labels of letters, digits and inner hyphens (an IDN
+# is first turned into its A-label); an IPv4 address matches this too.
+_HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1")
+
+
+def parse_embed_origins(values: tuple[str, ...]) -> tuple[str, ...]:
+    """NEWSLETTER_EMBED_ORIGINS as CSP frame-ancestors sources: each a bare origin,
+    scheme://host[:port], lower-cased, IDN hosts as A-labels. They go verbatim into a
+    response header, and a wildcard or a path would hand the embedded form to pages
+    nobody chose (clickjacking), so anything else refuses to start. `none` alone, or
+    nothing, is no origin at all."""
+    name = "NEWSLETTER_EMBED_ORIGINS"
+    if len(values) == 1 and values[0].strip().strip("'").lower() == "none":
+        return ()
+    origins: list[str] = []
+    for value in values:
+        origin = _embed_origin(name, value.strip())
+        if origin not in origins:
+            origins.append(origin)
+    return tuple(origins)
+
+
+def _embed_origin(name: str, value: str) -> str:
+    shown = value[:200]
+    if "*" in value:
+        raise ConfigError(f"{name}: wildcards are not allowed, name each origin (https://jobs.example.org), got {shown!r}")
+    if _CONTROL_CHARS.search(value) or " " in value or ";" in value or "'" in value:
+        raise ConfigError(f"{name}: expected comma-separated origins like https://jobs.example.org, got {shown!r}")
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in ("https", "http") or not parts.netloc:
+        raise ConfigError(f"{name}: expected an origin like https://jobs.example.org, got {shown!r}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or value.endswith(("?", "#")):
+        raise ConfigError(f"{name}: an origin has no path, query or fragment (https://jobs.example.org), got {shown!r}")
+    if "@" in parts.netloc:
+        raise ConfigError(f"{name}: an origin has no user or password, got {shown!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"{name}: the port must be a number between 1 and 65535, got {shown!r}") from None
+    _check_port(name, port)
+    host = (parts.hostname or "").rstrip(".")
+    if host and not host.isascii():
+        host = _ascii_domain(name, host)
+    host = host.lower()
+    if not host or not all(_HOST_LABEL.fullmatch(label) for label in host.split(".")):
+        raise ConfigError(f"{name}: not a host name, got {shown!r}")
+    scheme = parts.scheme.lower()
+    if scheme == "http" and host not in _LOOPBACK_HOSTS:
+        raise ConfigError(f"{name}: use https (http only for localhost or 127.0.0.1), got {shown!r}")
+    return f"{scheme}://{host}" + (f":{port}" if port is not None else "")
+
+
 def _check_rate_limit(name: str, value: str) -> None:
     from limits import parse_many
 
@@ -587,6 +643,7 @@ def validate(settings: Settings) -> Settings:
     if privacy.scheme not in ("http", "https") or not privacy.netloc:
         raise ConfigError(f"NEWSLETTER_PRIVACY_URL: expected an absolute http(s) URL, got {mask_url(s.privacy_url)!r}")
     s = replace(s, privacy_url=_ascii_url("NEWSLETTER_PRIVACY_URL", s.privacy_url))
+    s = replace(s, embed_origins=parse_embed_origins(s.embed_origins))
     if not s.impressum.strip():
         raise ConfigError("NEWSLETTER_IMPRESSUM: the operator's Impressum is required (DDG §5)")
 

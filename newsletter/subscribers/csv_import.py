@@ -3,7 +3,8 @@
 Rows with `confirmed_at` become confirmed subscribers whose consent event carries the old
 system's proof (time, IP, wording); rows without it get the double-opt-in mail. Every bad
 row is named with its line and reason and changes nothing; suppressed addresses are never
-re-added.
+re-added. The search columns radius, remote and employment_type are optional (a file of
+an older export lacks them) and checked as the signup form checks them.
 """
 
 from __future__ import annotations
@@ -29,10 +30,21 @@ from newsletter.models import (
     email_hash,
     utcnow,
 )
-from newsletter.validation import InvalidInput, clean_email, clean_language, clean_text
+from newsletter.validation import (
+    MAX_KEYWORDS,
+    MAX_LOCATION,
+    InvalidInput,
+    clean_email,
+    clean_employment_type,
+    clean_language,
+    clean_radius,
+    clean_remote,
+    clean_text,
+)
 
 REQUIRED_COLUMNS = ("email",)
-KNOWN_COLUMNS = ("email", "language", "keywords", "location", "confirmed_at", "consent_ip", "consent_text")
+KNOWN_COLUMNS = ("email", "language", "keywords", "location", "confirmed_at", "consent_ip", "consent_text",
+                 "radius", "remote", "employment_type")
 
 
 @dataclass
@@ -87,6 +99,9 @@ class ImportRow:
     language: str
     keywords: str
     location: str
+    radius: int
+    remote: str
+    employment_type: str
     confirmed_at: datetime | None
     ip: str | None
     wording: str
@@ -151,11 +166,19 @@ def _clean_row(line: int, row: dict[str, str], seen: set[str]) -> ImportRow:
         raise InvalidInput("email", "email: appears twice in this file")
     seen.add(hashed)
     confirmed_raw = row.get("confirmed_at", "").strip()
+    location = clean_text("location", row.get("location"), MAX_LOCATION)
+    radius = row.get("radius", "").strip()
+    if radius and not location:
+        # A radius around no place is a column shifted or a place lost: say so, as the form does.
+        clean_radius(radius, "(any place)")
     item = ImportRow(
         line=line, email=email, hashed=hashed,
         language=clean_language(row.get("language", "").strip() or None),
-        keywords=clean_text("keywords", row.get("keywords"), 200),
-        location=clean_text("location", row.get("location"), 100),
+        keywords=clean_text("keywords", row.get("keywords"), MAX_KEYWORDS),
+        location=location,
+        radius=clean_radius(radius, location),
+        remote=clean_remote(row.get("remote", "").strip()),
+        employment_type=clean_employment_type(row.get("employment_type", "").strip()),
         confirmed_at=_parse_time(confirmed_raw) if confirmed_raw else None,
         ip=_parse_ip(row.get("consent_ip", "")),
         wording=clean_text("consent_text", row.get("consent_text"), 2000),
@@ -182,7 +205,8 @@ def _save(session: Session, item: ImportRow, report: ImportReport, source: str) 
     confirmed_at, now = item.confirmed_at, utcnow()
     sub = Subscriber(
         email=item.email, email_hash=item.hashed, language=item.language, keywords=item.keywords,
-        location=item.location, status=SubscriberStatus.CONFIRMED if confirmed_at else SubscriberStatus.PENDING,
+        location=item.location, radius=item.radius, remote=item.remote, employment_type=item.employment_type,
+        status=SubscriberStatus.CONFIRMED if confirmed_at else SubscriberStatus.PENDING,
         created_at=confirmed_at or now, confirmed_at=confirmed_at,
         confirmation_sent_at=None if confirmed_at else now, pending_since=None if confirmed_at else now,
     )

@@ -1,5 +1,5 @@
-"""The reader's pages: signup, confirm, one-click unsubscribe, preferences, data export and
-erasure, manage link."""
+"""The reader's pages: signup (and its embeddable form), confirm, one-click unsubscribe,
+preferences, data export and erasure, manage link."""
 
 from __future__ import annotations
 
@@ -10,15 +10,19 @@ from typing import Any, NoReturn, TypeVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from flask import Blueprint, Response, g, jsonify, redirect, render_template, request, url_for
+from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import HTTPException
 
 from newsletter.db import get_session, retry_once_on_conflict
+from newsletter.listings import criteria
 from newsletter.models import ConfirmResult, Subscriber, SubscriberStatus
 from newsletter.subscribers import consent, subscriptions
 from newsletter.tokens import TokenExpired, TokenInvalid, tokens_for
 from newsletter.validation import InvalidInput, clean_email, clean_preferences, clean_text
+from newsletter.web import search_fields
 from newsletter.web.errors import error_response, wants_json
 from newsletter.web.extensions import enqueue_outbox_after_commit, limiter, settings, signup_limit
+from newsletter.web.security import allow_embedding
 
 bp = Blueprint("public", __name__)
 
@@ -88,6 +92,8 @@ def _request_data() -> dict[str, Any]:
         data = request.get_json(silent=True)
         if not isinstance(data, dict):
             raise InvalidInput("body", "body: expected a JSON object")
+        if isinstance(data.get("employment_type"), list):
+            data["employment_type"] = search_fields.joined_types(data["employment_type"])
         return data
     return _form()
 
@@ -107,6 +113,8 @@ def _form() -> dict[str, Any]:
         if _HIGH_ESCAPE.search(raw) and not _utf8_form(raw):
             raise InvalidInput("body", "body: the form could not be read (send it urlencoded or multipart, in UTF-8)")
     form = request.form.to_dict(flat=True)
+    if "employment_type" in form:  # checkboxes post one field per type ticked
+        form["employment_type"] = str(search_fields.joined_types(request.form.getlist("employment_type")))
     unreadable = not form and (request.content_length or request.headers.get("Transfer-Encoding"))
     # A multipart part that is not UTF-8 comes back with U+FFFD in place of its bytes:
     # stored, it would turn "München" into "M�nchen" for good.
@@ -133,11 +141,36 @@ def _form_context(**extra: Any) -> dict[str, Any]:
         "consent_version": consent.CURRENT_VERSION,
         "consent_language": lang,
         "privacy_url": settings().privacy_url,
+        # The page the consent was given on, for the consent record (README "Signup").
+        "form_url": settings().url("/subscribe"),
         "values": {},
         "errors": {},
     }
     context.update(extra)
     return context
+
+
+@bp.record_once
+def _search_choices(state: BlueprintSetupState) -> None:
+    # Globals, not context: the form macros (_search_fields.html) are imported without it.
+    state.app.jinja_env.globals["search_choices"] = {
+        "radii": criteria.RADII, "default_radius": criteria.DEFAULT_RADIUS, "remote": criteria.REMOTE_CHOICES,
+        "default_remote": criteria.DEFAULT_REMOTE, "types": criteria.EMPLOYMENT_TYPES,
+    }
+
+
+def _prefilled() -> dict[str, object]:
+    """The search of the board's "subscribe to this search" link, as far as it is valid."""
+    return search_fields.prefill(search_fields.search_data(search_fields.query_values(request.query_string)))
+
+
+def _language_links(values: dict[str, object], **keep: str) -> dict[str, str]:
+    """This form in each language with the search it was opened with: switching the
+    language must not lose what the board's link filled in."""
+    query: dict[str, Any] = {name: values[name] for name in search_fields.SEARCH_FIELDS if values.get(name)}
+    query.update(keep)
+    endpoint = request.endpoint or "public.subscribe_form"
+    return {lang: url_for(endpoint, **query, lang=lang) for lang in consent.LANGUAGES}
 
 
 @bp.get("/")
@@ -147,25 +180,62 @@ def index() -> Response:
 
 @bp.get("/subscribe")
 def subscribe_form() -> Response:
-    return _page("subscribe.html", **_form_context())
+    values = _prefilled()
+    return _page("subscribe.html", **_form_context(values=values, language_links=_language_links(values)))
+
+
+# -- the form for frames on the board's own pages ------------------------------------------------
+# It posts to /subscribe?embed=1, which answers (form again, or "check your inbox") in the
+# frame: the reader stays on the board's page. Only NEWSLETTER_EMBED_ORIGINS may frame
+# these pages (web/security.py); every other page of ours refuses any frame.
+
+EMBED_PATH = "/embed/subscribe"
+
+
+def _embed_form_url(value: object) -> str:
+    """The board page the frame sits on, when the frame's address names it
+    (`?form_url=...`, for the consent record), else the embed's own address."""
+    return _web_url(value) or settings().url(EMBED_PATH)
+
+
+@bp.url_value_preprocessor
+def _embeddable(endpoint: str | None, _values: dict[str, Any] | None) -> None:
+    # Before any before_request hook and the rate limit: a 429 or error page answering the
+    # frame's post must show in the frame too, or the reader sees an empty box.
+    if endpoint == "public.embed_subscribe_form" or (endpoint == "public.subscribe" and _embedded()):
+        allow_embedding()
+
+
+@bp.get(EMBED_PATH)
+def embed_subscribe_form() -> Response:
+    values = _prefilled()
+    form_url = _embed_form_url(search_fields.query_values(request.query_string).get("form_url"))
+    keep = {"form_url": form_url} if form_url != settings().url(EMBED_PATH) else {}
+    return _page("embed_subscribe.html", **_form_context(
+        values=values, form_url=form_url, language_links=_language_links(values, **keep)))
+
+
+def _embedded() -> bool:
+    return request.args.get("embed") == "1"
 
 
 @bp.post("/subscribe")
 @limiter.limit(signup_limit, methods=["POST"])
 def subscribe() -> Response:
+    embedded = _embedded()
     data: dict[str, Any] = {}
     try:
         data = _request_data()
         if data.get(HONEYPOT):
-            return _signup_answer()  # a bot: the normal answer, nothing stored, nothing mailed
+            return _signup_answer(embedded)  # a bot: the normal answer, nothing stored, nothing mailed
         email = clean_email(data.get("email"))
         prefs = clean_preferences(data, default_language=_default_language())
+        search_fields.check_radius(data, prefs)
         version, consent_language = _consent_shown(data, prefs)
     except InvalidInput as exc:
         if wants_json():
             return error_response(400, str(exc), exc.field)
-        values = {k: _echo(data.get(k)) for k in ("email", "keywords", "location", "language")}
-        return _page("subscribe.html", 400, **_form_context(values=values, errors={exc.field: str(exc)}))
+        return _signup_refused(data, exc, embedded)
     origin = _origin(data)
     s = settings()
     session = get_session()
@@ -174,7 +244,20 @@ def subscribe() -> Response:
         session, email, prefs, origin, version, consent_language,
         list_name=s.list_name, interval_days=s.digest_interval_days))
     enqueue_outbox_after_commit(ids)
-    return _signup_answer()
+    return _signup_answer(embedded)
+
+
+def _signup_refused(data: dict[str, Any], exc: InvalidInput, embedded: bool) -> Response:
+    """The form again, with what was typed and the reason: the text fields as typed (to
+    correct them), the choices as far as they are valid (a bad one shows its default)."""
+    values: dict[str, object] = {k: _echo(data.get(k)) for k in ("email", "keywords", "location", "language")}
+    chosen = search_fields.prefill(data)
+    values.update({k: chosen[k] for k in ("radius", "remote", "employment_type") if k in chosen})
+    errors = {exc.field: str(exc)}
+    if embedded:
+        return _page("embed_subscribe.html", 400, **_form_context(
+            values=values, errors=errors, form_url=_embed_form_url(data.get("form_url"))))
+    return _page("subscribe.html", 400, **_form_context(values=values, errors=errors))
 
 
 def _echo(value: object) -> str:
@@ -189,9 +272,9 @@ def _default_language() -> str:
     return str(get_locale() or "de")
 
 
-def _signup_answer() -> Response:
+def _signup_answer(embedded: bool = False) -> Response:
     """The one answer for every address state (STANDARDS 29). The page is the same for
-    everyone, so it is rendered once per language."""
+    everyone, so it is rendered once per language (and form: the embed's is compact)."""
     if wants_json():
         response = jsonify(status="pending")
         response.status_code = 202
@@ -201,10 +284,10 @@ def _signup_answer() -> Response:
 
     cache: dict[str, str] = current_app.extensions.setdefault("newsletter_signup_answer", {})
     # Its links carry ?lang= when the page's language is not the browser's (i18n).
-    key = f"{get_locale() or 'de'}:{request.accept_languages.best_match(consent.LANGUAGES, default='de')}"
+    key = f"{get_locale() or 'de'}:{request.accept_languages.best_match(consent.LANGUAGES, default='de')}:{embedded}"
     body = cache.get(key)
     if body is None:
-        body = cache[key] = render_template("subscribe_done.html")
+        body = cache[key] = render_template("embed_subscribe_done.html" if embedded else "subscribe_done.html")
     return Response(body, mimetype="text/html")
 
 
@@ -341,13 +424,38 @@ def unsubscribe(token: str) -> Response:
 # -- preferences and the data link --------------------------------------------------------
 
 def _preferences_page(sub: Subscriber, token: str, status: int = 200, **extra: Any) -> Response:
-    values = {"keywords": sub.keywords, "location": sub.location, "language": sub.language}
+    values = {"keywords": sub.keywords, "location": sub.location, "language": sub.language,
+              "radius": sub.radius, "remote": sub.remote, "employment_type": sub.employment_type}
     values.update(extra.pop("values", {}))
     return _page(
         "preferences.html", status, sub=sub, token=token, values=values,
         errors=extra.pop("errors", {}), subscribed=sub.status == SubscriberStatus.CONFIRMED,
-        unsubscribe_url=_links(sub)["unsubscribe_url"], **extra,
+        unsubscribe_url=_links(sub)["unsubscribe_url"], place=_place_of(sub), **extra,
     )
+
+
+def _place_of(sub: Subscriber) -> dict[str, Any] | None:
+    """Where the reader's saved search looks: the place their location resolved to, or
+    that it is unknown to the gazetteer (then listings are found by the place's name, with
+    no radius), or that with remote "only" it plays no part. None without a location."""
+    if not sub.location:
+        return None
+    from newsletter.listings import places  # the gazetteer table loads on first use only
+
+    found = places.resolve(sub.location)
+    return {"typed": sub.location, "name": found.name if found is not None else None, "radius": sub.radius,
+            # Remote listings alone, wherever they are (listings/matching.py): the place plays no part.
+            "remote_only": sub.remote == "only"}
+
+
+def _stored_choices(sub: Subscriber, form: dict[str, Any]) -> dict[str, object]:
+    """The saved choices a post leaves out: a form of ours sends all of them (its job
+    types with an empty hidden field first), so an absent one is kept, not reset."""
+    kept: dict[str, object] = {"remote": sub.remote, "employment_type": sub.employment_type}
+    # A radius kept only for an unchanged place: a new place starts from the default.
+    if sub.radius in criteria.RADII and form.get("location") == sub.location:
+        kept["radius"] = sub.radius
+    return kept
 
 
 @bp.get("/preferences/<token>")
@@ -366,11 +474,16 @@ def update_preferences(token: str) -> Response:
         if missing:
             # Not our form: an absent field is not a field emptied on purpose.
             raise InvalidInput("body", f"body: the form lacks {', '.join(missing)}")
-        prefs = clean_preferences(form, default_language=sub.language)
+        data = {**_stored_choices(sub, form), **form}
+        prefs = clean_preferences(data, default_language=sub.language)
+        search_fields.check_radius(data, prefs)
     except InvalidInput as exc:
         # Show what was typed, to correct it; an unreadable form shows the stored settings.
         fields = () if exc.field == "body" else ("keywords", "location", "language")
-        typed = {k: request.form.get(k, "")[:300] for k in fields}
+        typed: dict[str, object] = {k: request.form.get(k, "")[:300] for k in fields}
+        if exc.field != "body":
+            chosen = search_fields.prefill(data)
+            typed.update({k: chosen[k] for k in ("radius", "remote", "employment_type") if k in chosen})
         return _preferences_page(sub, token, 400, values=typed, errors={exc.field: str(exc)})
     changed = subscriptions.update_preferences(session, sub, prefs, _origin())
     session.commit()
