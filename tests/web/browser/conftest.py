@@ -9,6 +9,8 @@ as subprocesses, mail into the `smtp` sink.
                    worker and a scheduler
     board          what an operator finds on a Monday: the sample feed, readers with a
                    90-day history, and an operator account
+    screenshot     take(page, name, until=None): a PNG for the README (docs/screenshots/
+                   when NEWSLETTER_SCREENSHOTS=1, else the test's own directory)
     log_in(page, live, email)   log in through the admin's login form
 
 The app's BASE_URL is the live server's address, so every link a mail holds opens in the
@@ -19,11 +21,12 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -44,6 +47,7 @@ CHROMIUM = Path(os.environ.get("NEWSLETTER_TEST_CHROMIUM", "/usr/bin/chromium"))
 BROWSER_MODE = os.environ.get("NEWSLETTER_TEST_BROWSER", "auto")
 NEWSLETTER = str(Path(sys.executable).parent / "newsletter")
 OPERATOR = "olga@jobs.example.org"
+SCREENSHOTS = Path(__file__).resolve().parents[3] / "docs" / "screenshots"
 LAPTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 # Playwright waits this long (ms) for a page or an element before the test fails.
@@ -182,7 +186,7 @@ def _history(session: Any, rng: random.Random, count: int) -> None:
 
 @pytest.fixture
 def board(database: Any) -> dict[str, Any]:
-    """The demo's sample feed (60 listings, fresh today), its four readers and 40 more with
+    """The demo's sample feed (64 listings, fresh today), its four readers and 40 more with
     a history, and an operator account (PASSWORD)."""
     with database.session_scope() as session:
         listings = load_sample_listings(session).added
@@ -199,3 +203,30 @@ def log_in(page: Any, live: Live, email: str = OPERATOR, password: str = PASSWOR
     page.fill("#password", password)
     page.click("form[action$='/admin/login'] button[type=submit]")
     page.wait_for_url(live.url("/admin/"))
+
+
+@pytest.fixture
+def screenshot(tmp_path: Path) -> Callable[..., Path]:
+    """Take the page from its top down to the end of `until` (a selector), or all of it.
+    The viewport is made that tall rather than the page stitched together (full_page):
+    Chromium paints no frame that was out of view (the preview's would be blank)."""
+    def take(page: Any, name: str, until: str | None = None) -> Path:
+        path = tmp_path / "screenshots" / f"{name}.png"
+        size = page.viewport_size
+        if until is not None:
+            box = page.locator(until).bounding_box()
+            height = box["y"] + box["height"] + page.evaluate("() => window.scrollY") + 24
+        else:
+            height = page.evaluate("() => document.documentElement.scrollHeight")
+        page.set_viewport_size({"width": size["width"], "height": int(height)})
+        page.evaluate("() => window.scrollTo(0, 0)")
+        if until is not None:
+            page.wait_for_timeout(500)  # a frame that comes into view paints a moment later
+        page.screenshot(path=str(path), animations="disabled")
+        page.set_viewport_size(size)
+        assert path.stat().st_size > 10_000, f"{name}.png is nearly empty"
+        if os.environ.get("NEWSLETTER_SCREENSHOTS") == "1":
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, SCREENSHOTS / path.name)
+        return path
+    return take

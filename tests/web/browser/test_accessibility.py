@@ -278,6 +278,16 @@ def _reader_pages(page: Any, live: Live, smtp: Any, audit: Audit, language: str)
     page.click(f"form[action*='/unsubscribe/'] {submit}")
     audit("unsubscribed", language, method="POST")
 
+    # The form in the board's frame: the form, a mistake, then "check your inbox".
+    page.goto(live.url(_with_language("/embed/subscribe?keywords=Pflege&location=Köln&radius=50", language)))
+    audit("embedded signup form", language)
+    page.click(f"form[action*='/subscribe'] {submit}")
+    audit("embedded signup form with an error", language, method="POST")
+    page.fill("#email", f"eingebettet-{language}@example.org")
+    page.check("#type-part_time")
+    page.click(f"form[action*='/subscribe'] {submit}")
+    audit("embedded signup sent", language, method="POST")
+
     page.goto(live.url(_with_language("/manage", language)))
     audit("manage form", language)
     page.fill("#email", address)

@@ -9,15 +9,10 @@ them is tested on every run)."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import time
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import pytest
 from playwright.sync_api import expect
 
 from newsletter.editions import planning
@@ -27,38 +22,10 @@ from tests.web.admin.conftest import PASSWORD
 
 from .conftest import OPERATOR, TIMEOUT_MS, Live
 
-SCREENSHOTS = Path(__file__).resolve().parents[3] / "docs" / "screenshots"
 ANNA = "anna@example.org"  # a demo reader: "Python, Machine Learning", anywhere
 # The sink takes this long per mail while the edition sends, like a relay far away, so
 # that the edition page is seen refreshing before the edition is done.
 RELAY_SECONDS = 0.2
-
-
-@pytest.fixture
-def screenshot(tmp_path: Path) -> Callable[..., Path]:
-    """Take the page from its top down to the end of `until` (a selector), or all of it.
-    The viewport is made that tall rather than the page stitched together (full_page):
-    Chromium paints no frame that was out of view (the preview's would be blank)."""
-    def take(page: Any, name: str, until: str | None = None) -> Path:
-        path = tmp_path / "screenshots" / f"{name}.png"
-        size = page.viewport_size
-        if until is not None:
-            box = page.locator(until).bounding_box()
-            height = box["y"] + box["height"] + page.evaluate("() => window.scrollY") + 24
-        else:
-            height = page.evaluate("() => document.documentElement.scrollHeight")
-        page.set_viewport_size({"width": size["width"], "height": int(height)})
-        page.evaluate("() => window.scrollTo(0, 0)")
-        if until is not None:
-            page.wait_for_timeout(500)  # a frame that comes into view paints a moment later
-        page.screenshot(path=str(path), animations="disabled")
-        page.set_viewport_size(size)
-        assert path.stat().st_size > 10_000, f"{name}.png is nearly empty"
-        if os.environ.get("NEWSLETTER_SCREENSHOTS") == "1":
-            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-            shutil.copy(path, SCREENSHOTS / path.name)
-        return path
-    return take
 
 
 def _dry_run(live: Live, database: Any) -> planning.Preview:
