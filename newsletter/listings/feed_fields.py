@@ -19,13 +19,15 @@ Rules (what the operator reads in a rejection line, always "field: why"):
   passed over) or German (Vollzeit, Teilzeit, Werkstudent, Praktikum, Ausbildung,
   Freiberuflich). Case, `-` and spaces do not matter (`Full-Time`). Any other word refuses
   the row: a type we cannot read would silently drop the listing out of every alert.
+- A JobPosting (JSON-LD) is kept whatever its facts: a fact we cannot read there (a
+  postalCode as a number, "52.000", a currency "€") is left out, not the posting.
 - Salary: `salary_min` and `salary_max` are numbers >= 0 and at most MAX_SALARY, or
   text of plain digits with at most two decimals after a point (`52000`, `13.50`):
   `52.000` could be 52 or 52,000 and is refused. Either may be missing (an open range);
   both given, the minimum may not exceed the maximum. With an amount, `salary_unit`
   (year, month, hour; Jahr, Monat, Stunde) is required: a figure without it cannot be
   compared, and guessing "per year" from its size would be wrong for a monthly one. The
-  currency is three letters (ISO 4217, stored upper case), EUR when not given. Without an
+  currency is an ISO 4217 code Babel knows (stored upper case), EUR when not given. Without an
   amount, currency and unit are ignored (a CSV column filled for every row is common).
 """
 
@@ -35,6 +37,8 @@ import math
 import re
 from collections.abc import Mapping
 from typing import Any
+
+from babel.numbers import list_currencies
 
 from newsletter.listings import criteria
 from newsletter.validation import InvalidInput
@@ -48,7 +52,8 @@ POSTAL_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 -]{2,8}[A-Za-z0-9]")
 COORDINATE = re.compile(r"[+-]?[0-9]{1,3}(?:\.[0-9]{1,15})?")
 AMOUNT = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,2})?")
 THOUSANDS = re.compile(r"[0-9]{1,3}(?:[.,][0-9]{3})+(?:,[0-9]{1,2})?")
-CURRENCY = re.compile(r"[A-Z]{3}")
+# ISO 4217 codes Babel can print; XXX ("no currency") and XTS (testing) are none to show.
+CURRENCIES = frozenset(list_currencies()) - {"XXX", "XTS"}
 
 REMOTE_WORDS = {
     "true": True, "1": True, "yes": True, "ja": True,
@@ -219,7 +224,7 @@ def clean_salary(data: Mapping[str, Any]) -> dict[str, Any]:
     currency = data.get("salary_currency")
     if not _given(currency):
         currency = DEFAULT_CURRENCY
-    elif not isinstance(currency, str) or not CURRENCY.fullmatch(currency.strip().upper()):
+    elif not isinstance(currency, str) or currency.strip().upper() not in CURRENCIES:
         shown = f" (got {_shown(currency.strip())})" if isinstance(currency, str) else ""
         raise InvalidInput("salary_currency", f"salary_currency: expected a 3-letter ISO 4217 code like EUR{shown}")
     unit = data.get("salary_unit")
@@ -233,15 +238,44 @@ def clean_salary(data: Mapping[str, Any]) -> dict[str, Any]:
             "salary_unit": stored_unit}
 
 
+# Marks a row made from a schema.org JobPosting (formats.job_posting_fields). Not a string,
+# so no feed can set it.
+FROM_JOB_POSTING = object()
+
+
 def clean_feed_fields(data: Mapping[str, Any]) -> dict[str, Any]:
-    """The job-alert columns of a feed row, cleaned, or InvalidInput for the first bad one."""
+    """The job-alert columns of a feed row, cleaned, or InvalidInput for the first bad one.
+    A JobPosting's facts are optional extras of a format that was imported before they
+    were read: one we cannot read is left out, and the posting is kept as it always was."""
+    lenient = bool(data.get(FROM_JOB_POSTING))  # type: ignore[call-overload]
+    facts: dict[str, Any] = {}
+    for clean in (_place, _remote, _types, clean_salary):
+        try:
+            facts |= clean(data)
+        except InvalidInput:
+            if not lenient:
+                raise
+            facts |= _NOT_GIVEN[clean]
+    return facts
+
+
+def _place(data: Mapping[str, Any]) -> dict[str, Any]:
     postal_code = clean_postal_code(data.get("postal_code"))
     latitude, longitude = clean_coordinates(data.get("latitude"), data.get("longitude"))
-    return {
-        "postal_code": postal_code,
-        "latitude": latitude,
-        "longitude": longitude,
-        "remote": clean_remote(data.get("remote")),
-        "employment_type": clean_employment_type(data.get("employment_type")),
-        **clean_salary(data),
-    }
+    return {"postal_code": postal_code, "latitude": latitude, "longitude": longitude}
+
+
+def _remote(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {"remote": clean_remote(data.get("remote"))}
+
+
+def _types(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {"employment_type": clean_employment_type(data.get("employment_type"))}
+
+
+_NOT_GIVEN: dict[Any, dict[str, Any]] = {
+    _place: {"postal_code": "", "latitude": None, "longitude": None},
+    _remote: {"remote": False},
+    _types: {"employment_type": ""},
+    clean_salary: {"salary_min": None, "salary_max": None, "salary_currency": "", "salary_unit": ""},
+}

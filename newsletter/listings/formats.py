@@ -31,7 +31,7 @@ from decimal import Decimal
 from html.parser import HTMLParser
 from typing import Any
 
-from newsletter.listings.feed_fields import EMPLOYMENT_WORDS, MAX_TYPES, employment_word
+from newsletter.listings.feed_fields import EMPLOYMENT_WORDS, FROM_JOB_POSTING, MAX_TYPES, employment_word
 
 JSON_SUFFIXES = (".json", ".jsonl", ".ndjson", ".jsonld")
 REQUIRED_COLUMNS = ("id", "title", "url", "published_at")
@@ -399,6 +399,7 @@ def job_posting_fields(node: Mapping[str, Any]) -> dict[str, Any]:
         "remote": _remote(node),
         "employment_type": _employment_types(node.get("employmentType")),
         **_salary(node.get("baseSalary")),
+        FROM_JOB_POSTING: True,  # type: ignore[dict-item]
     }
 
 

@@ -55,7 +55,9 @@ POSTAL_CODE = f"^{feed_fields.POSTAL_CODE.pattern}$"
 LATITUDE_TEXT = r"^[+-]?(?:90(?:\.0{1,15})?|[1-8]?[0-9](?:\.[0-9]{1,15})?)$"
 LONGITUDE_TEXT = r"^[+-]?(?:180(?:\.0{1,15})?|(?:1[0-7][0-9]|[1-9]?[0-9])(?:\.[0-9]{1,15})?)$"
 AMOUNT_TEXT = r"^[0-9]{1,7}(?:\.[0-9]{1,2})?$"  # at most 9,999,999.99: below MAX_SALARY
-CURRENCY = "^[A-Za-z]{3}$"
+# The codes the server takes, in any case (JSON Schema patterns have no case flag).
+CURRENCY = "^(?:" + "|".join(
+    "".join(f"[{letter}{letter.lower()}]" for letter in code) for code in sorted(feed_fields.CURRENCIES)) + ")$"
 SALARY_UNIT = f"^{_words(feed_fields.UNIT_WORDS)}$"
 REMOTE_TEXT = f"^{_words(feed_fields.REMOTE_WORDS)}$"
 _TYPE = _words(feed_fields.EMPLOYMENT_WORDS)
@@ -417,7 +419,7 @@ OPENAPI: dict[str, Any] = {
                     )),
                     "salary_currency": {
                         "description": (
-                            "ISO 4217 code, three letters (stored upper case); EUR when a salary "
+                            "ISO 4217 code (any case; stored upper case); EUR when a salary "
                             "is given without one. Ignored without a salary."
                         ),
                         "anyOf": [{"type": "string", "pattern": CURRENCY}, *_ABSENT],

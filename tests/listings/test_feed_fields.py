@@ -183,6 +183,12 @@ JOB_POSTINGS = {
                                     "value": {"minValue": "viel", "unitText": "YEAR"}}),
         posting("ld-7", jobLocation={"@type": "Place", "address": {"postalCode": 1067}}),
         posting("ld-8", baseSalary={"@type": "MonetaryAmount", "value": {"value": 3000}}),
+        posting("ld-9", jobLocation={"@type": "Place", "geo": {"latitude": "52,52", "longitude": "13,40"}},
+                baseSalary={"@type": "MonetaryAmount", "currency": "€",
+                            "value": {"minValue": 52000, "unitText": "YEAR"}}),
+        posting("ld-10", baseSalary={"@type": "MonetaryAmount", "currency": "EUR",
+                                     "value": {"minValue": "52.000", "maxValue": 40000, "unitText": "YEAR"}},
+                employmentType="FULL_TIME"),
     ],
 }
 
@@ -191,15 +197,14 @@ def test_job_posting_fields_are_read_from_their_schema_org_places(settings, data
     path = tmp_path / "postings.jsonld"
     path.write_text(json.dumps(JOB_POSTINGS, ensure_ascii=False), encoding="utf-8")
     result = run_import(settings, path)
-    assert result.returncode == 1
-    assert counts(result) == {"added": 5, "updated": 0, "unchanged": 0, "rejected": 3}
-    assert result.stderr.splitlines() == [
-        f"{path}: item 5: latitude: not a number: 'abc' (digits with an optional decimal point, e.g. 52.52)",
-        f"{path}: item 6: salary_min: not a number: 'viel' (plain digits with an optional '.' before 1 or 2 "
-        "decimals, e.g. 52000 or 13.50)",
-        f"{path}: item 7: postal_code: expected text (a number would lose a leading zero)",
-    ]
+    # A posting is kept whatever its facts: JobPosting feeds imported before these were read.
+    assert result.returncode == 0, result.stderr
+    assert counts(result) == {"added": 10, "updated": 0, "unchanged": 0, "rejected": 0}
     stored = listings(database)
+    # A fact we cannot read is left out, the rest of the posting kept.
+    for unreadable in ("ld-5", "ld-6", "ld-7", "ld-9"):
+        assert facts(stored[unreadable]) == DEFAULTS, unreadable
+    assert facts(stored["ld-10"]) == {**DEFAULTS, "employment_type": "full_time"}
     assert facts(stored["ld-1"]) == {
         # The first place's postal code and coordinates; remote from applicantLocationRequirements.
         "postal_code": "50667", "latitude": 50.9375, "longitude": 6.9603, "remote": True,
@@ -286,6 +291,8 @@ HOSTILE = [
     ({"salary_min": 52000, "salary_unit": "week"}, "salary_unit: expected year, month or hour (got 'week')"),
     ({"salary_min": 52000, "salary_unit": "year", "salary_currency": "Euro"},
      "salary_currency: expected a 3-letter ISO 4217 code like EUR (got 'Euro')"),
+    ({"salary_min": 52000, "salary_unit": "year", "salary_currency": "ABC"},
+     "salary_currency: expected a 3-letter ISO 4217 code like EUR (got 'ABC')"),
     ({"latitude": 91, "longitude": 10}, "latitude: must lie between -90 and 90 (got 91)"),
     ({"latitude": 50, "longitude": -180.5}, "longitude: must lie between -180 and 180 (got -180.5)"),
     ({"latitude": "52,52", "longitude": "13,40"},
