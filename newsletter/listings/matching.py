@@ -8,11 +8,12 @@ German and English word endings (Entwickler finds Entwicklerin, Entwicklern; Ing
 finds Ingenieur).
 
 Place: a reader's place that the gazetteer knows (places.resolve) matches listings within
-the radius of it, across town borders (Offenbach finds Frankfurt). Where either side's
-place is unknown, the reader's place text is looked for in the listing's location text,
-as before there were coordinates; so is a radius of 0 (no radius chosen). A remote listing reaches every reader who accepts
-remote work (remote "also", the default), wherever they live; "only" wants remote
-listings alone, and "no" lets a remote listing count by its own place only.
+the radius of it, across town borders (Offenbach finds Frankfurt). The reader's place text
+found in the listing's location text matches too: where either side's place is unknown,
+with a radius of 0 (no radius chosen), and for a listing that names several towns
+("München, Augsburg"), whose one point is only the first of them. A remote listing
+reaches every reader who accepts remote work (remote "also", the default), wherever they
+live; "only" wants remote listings alone, and "no" (on site only) none of them.
 
 Job types: a reader who picked some gets listings with at least one of them; a listing
 that names no type reaches only readers who picked none.
@@ -101,11 +102,6 @@ class Query:
     _circle: _Circle | None = field(default=None, repr=False, compare=False)
     # The texts looked for in a listing's location when a distance cannot be had.
     _names: tuple[str, ...] = field(default=(), repr=False, compare=False)
-
-    @property
-    def everything(self) -> bool:
-        """Whether the search narrows nothing, so every listing matches."""
-        return not self.terms and not self.location and self.remote != "only" and not self.types
 
 
 def _whole_number(value: object) -> int:
@@ -247,14 +243,17 @@ def _within(circle: _Circle, listing: ListingFacts) -> bool:
 
 
 def _place_fits(query: Query, listing: ListingFacts) -> bool:
-    """Rules (b) and (c): remote "only"; then no place, a remote listing for remote
-    "also", the radius, or the text of the place where a distance cannot be had."""
+    """Rules (b) and (c): remote "only" and "no"; then no place, a remote listing for
+    remote "also", the radius, or the text of the place (where a distance cannot be had,
+    and for a listing that names several towns, of which its point is only one)."""
     if query.remote == "only":
         return listing.remote
+    if query.remote == "no" and listing.remote:
+        return False
     if not query.location or (listing.remote and query.remote == "also"):
         return True
-    if query._circle is not None and listing.point is not None:
-        return _within(query._circle, listing)
+    if query._circle is not None and listing.point is not None and _within(query._circle, listing):
+        return True
     return _named(query, listing)
 
 
@@ -286,7 +285,9 @@ def select(query: Query, listings: Iterable[ListingFacts]) -> list[int]:
         chosen = [item for item in chosen if not wanted.isdisjoint(item.types)]
     if query.remote == "only":
         chosen = [item for item in chosen if item.remote]
-    elif query.location:
+    elif query.remote == "no":
+        chosen = [item for item in chosen if not item.remote]
+    if query.location and query.remote != "only":
         anywhere = query.remote == "also"
         circle = query._circle
         if circle is not None:
@@ -296,11 +297,8 @@ def select(query: Query, listings: Iterable[ListingFacts]) -> list[int]:
                 item
                 for item in chosen
                 if (anywhere and item.remote)
-                or (
-                    (low <= item._lat <= high and _within(circle, item))
-                    if item.point is not None
-                    else _named(query, item)
-                )
+                or (item.point is not None and low <= item._lat <= high and _within(circle, item))
+                or _named(query, item)
             ]
         else:
             chosen = [item for item in chosen if (anywhere and item.remote) or _named(query, item)]

@@ -61,10 +61,10 @@ def test_a_postal_code_is_a_place_on_either_side(database, settings):
     assert got["plz-town@example.org"] == ["Offenbach per PLZ", "Mainz per PLZ"]
 
 
-def test_the_feeds_coordinates_win_over_the_place_name(database, settings):
+def test_the_feeds_coordinates_place_a_listing_whose_text_names_no_town(database, settings):
     with database.session_scope() as session:
-        # "Zentrale Berlin", but the job is in Munich: the feed's geo says so.
-        add_listing(session, 1, "Werkstudent (m/w/d)", location="Zentrale Berlin", latitude=48.137, longitude=11.575)
+        # "Werk Nord" is no town; the feed's geo says the job is in Munich.
+        add_listing(session, 1, "Werkstudent (m/w/d)", location="Werk Nord", latitude=48.137, longitude=11.575)
         add_reader(session, "muc@example.org", location="München", radius=10)
         add_reader(session, "ber@example.org", location="Berlin", radius=25)
         add_reader(session, "catch-all@example.org")
@@ -93,7 +93,7 @@ def test_remote_listings_reach_readers_who_allow_remote_wherever_they_live(datab
         add_reader(session, "only-nowhere@example.org", remote="only")
     got = _digests(database, settings)
     assert got["also@example.org"] == ["Remote aus München", "Vor Ort in Berlin", "Remote aus Berlin"]
-    assert got["no@example.org"] == ["Vor Ort in Berlin", "Remote aus Berlin"]  # by their own place
+    assert got["no@example.org"] == ["Vor Ort in Berlin"]  # on site only
     assert got["only@example.org"] == ["Remote aus München", "Remote aus Berlin"]
     assert got["only-nowhere@example.org"] == ["Remote aus München", "Remote aus Berlin"]
 
@@ -111,6 +111,21 @@ def test_job_types_pick_listings_and_untyped_listings_reach_only_readers_without
     assert got["part@example.org"] == ["Teilzeit oder Vollzeit"]
     assert got["student-or-full@example.org"] == ["Vollzeit", "Teilzeit oder Vollzeit", "Werkstudent"]
     assert got["any@example.org"] == ["Vollzeit", "Teilzeit oder Vollzeit", "Werkstudent", "Ohne Angabe"]
+
+
+def test_a_listing_in_several_towns_reaches_readers_in_each(database, settings):
+    # One point (the gazetteer's pick of the text, or the feed's first place), three towns.
+    with database.session_scope() as session:
+        add_listing(session, 1, "Filialleitung (m/w/d)", location="Berlin, Hamburg, München", hours_ago=1)
+        add_listing(session, 2, "Bauleitung (m/w/d)", location="München, Augsburg", latitude=48.137,
+                    longitude=11.575, hours_ago=2)
+        for town in ("Berlin", "Hamburg", "München", "Augsburg"):
+            add_reader(session, f"{town.lower()}@example.org", location=town, radius=25)
+    got = _digests(database, settings)
+    assert got["berlin@example.org"] == ["Filialleitung (m/w/d)"]
+    assert got["hamburg@example.org"] == ["Filialleitung (m/w/d)"]
+    assert got["münchen@example.org"] == ["Filialleitung (m/w/d)", "Bauleitung (m/w/d)"]
+    assert got["augsburg@example.org"] == ["Bauleitung (m/w/d)"]
 
 
 def test_an_unknown_place_is_matched_as_text_as_before(database, settings):
