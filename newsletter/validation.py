@@ -111,29 +111,37 @@ def clean_language(value: object, default: str = "de") -> str:
 
 def clean_radius(value: object, location: str) -> int:
     """km around the place: one of criteria.RADII, the default when a place is given
-    without one; 0 without a place, whatever was sent (a radius around nothing means nothing)."""
-    if not location:
-        return 0
+    without one; 0 without a place (a radius around nothing means nothing). A value no form
+    offers is refused with or without a place (0 stands for "none", as stored)."""
     if value in (None, ""):
-        return criteria.DEFAULT_RADIUS
+        return criteria.DEFAULT_RADIUS if location else 0
     radius = _radius(value)
+    if radius is None and not location and _whole(value) == 0:
+        return 0
     if radius is None:
         raise InvalidInput("radius", _RADIUS_ERROR)
-    return radius
+    return radius if location else 0
+
+
+def _whole(value: object) -> int | None:
+    """An int from a form's text or a JSON number (25.0 is 25); None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() and len(value.strip()) <= 4:
+        return int(value.strip())
+    return None
 
 
 _RADIUS_ERROR = "radius: expected one of " + ", ".join(str(km) for km in criteria.RADII) + " (km)"
 
 
 def _radius(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value if value in criteria.RADII else None
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        number = int(value.strip())
-        return number if number in criteria.RADII else None
-    return None
+    number = _whole(value)
+    return number if number in criteria.RADII else None
 
 
 def clean_remote(value: object) -> str:

@@ -168,9 +168,6 @@ def _clean_row(line: int, row: dict[str, str], seen: set[str]) -> ImportRow:
     confirmed_raw = row.get("confirmed_at", "").strip()
     location = clean_text("location", row.get("location"), MAX_LOCATION)
     radius = row.get("radius", "").strip()
-    if radius and not location:
-        # A radius around no place is a column shifted or a place lost: say so, as the form does.
-        clean_radius(radius, "(any place)")
     item = ImportRow(
         line=line, email=email, hashed=hashed,
         language=clean_language(row.get("language", "").strip() or None),

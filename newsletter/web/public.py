@@ -230,7 +230,6 @@ def subscribe() -> Response:
             return _signup_answer(embedded)  # a bot: the normal answer, nothing stored, nothing mailed
         email = clean_email(data.get("email"))
         prefs = clean_preferences(data, default_language=_default_language())
-        search_fields.check_radius(data, prefs)
         version, consent_language = _consent_shown(data, prefs)
     except InvalidInput as exc:
         if wants_json():
@@ -476,7 +475,6 @@ def update_preferences(token: str) -> Response:
             raise InvalidInput("body", f"body: the form lacks {', '.join(missing)}")
         data = {**_stored_choices(sub, form), **form}
         prefs = clean_preferences(data, default_language=sub.language)
-        search_fields.check_radius(data, prefs)
     except InvalidInput as exc:
         # Show what was typed, to correct it; an unreadable form shows the stored settings.
         fields = () if exc.field == "body" else ("keywords", "location", "language")

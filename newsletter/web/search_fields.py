@@ -11,7 +11,7 @@ request to store: there a bad field is refused with its reason (validation.Inval
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import unquote_to_bytes
 
 from werkzeug.datastructures import MultiDict
@@ -21,7 +21,6 @@ from newsletter.validation import (
     MAX_KEYWORDS,
     MAX_LOCATION,
     InvalidInput,
-    Preferences,
     clean_employment_type,
     clean_radius,
     clean_remote,
@@ -108,14 +107,6 @@ def prefill(data: dict[str, object]) -> dict[str, object]:
         if types is not None:
             values["employment_type"] = types
     return values
-
-
-def check_radius(data: dict[str, Any], prefs: Preferences) -> None:
-    """validation.clean_radius takes no radius without a place (it means nothing there) and
-    so lets any value through; a value no form offers is refused all the same, as the
-    other fields' are, rather than stored as nothing."""
-    if not prefs.location and data.get("radius") not in (None, ""):
-        clean_radius(data.get("radius"), location="(any place)")
 
 
 def types_of(stored: object) -> frozenset[str]:

@@ -239,3 +239,13 @@ def test_the_answer_is_the_same_for_a_known_address_and_its_search_waits_for_the
     assert (fresh.status_code, fresh.get_data()) == (known.status_code, known.get_data())
     sub = find_subscriber(database, ANNA)
     assert (sub.location, sub.radius, sub.remote, sub.employment_type) == ("Berlin", 10, "also", "")
+
+
+def test_a_json_signup_may_write_the_radius_as_a_whole_float(client, database):
+    # JSON has one number type: 25.0 is 25, as the API reads whole numbers.
+    answer = client.post("/subscribe", json={"email": "float@example.org", "location": "Berlin", "radius": 25.0},
+                         headers={"Accept": "application/json"})
+    assert answer.status_code == 202, answer.get_data(as_text=True)
+    refused = client.post("/subscribe", json={"email": "half@example.org", "location": "Berlin", "radius": 25.5},
+                          headers={"Accept": "application/json"})
+    assert refused.status_code == 400 and refused.get_json()["field"] == "radius"
