@@ -25,7 +25,7 @@ from newsletter.config import Settings
 from newsletter.db import Database
 from newsletter.mail import delivery
 from newsletter.mail.delivery import Kind
-from newsletter.mail.digest import DigestComposer, VariantMail, view
+from newsletter.mail.digest import DigestComposer, SearchExtras, VariantMail, view
 from newsletter.mail.compose import Renderer, mailto_address, verp_sender
 from newsletter.models import (
     BounceEvent,
@@ -344,8 +344,9 @@ class ChunkSender:
         tz = self.settings.tz
         listings = [view(by_id[i], tz, language) for i in ids if i in by_id]  # type: ignore[arg-type]
         edition_date = cutoff.replace(tzinfo=UTC).astimezone(tz).date()
-        mail = self.composer.render_variant(language, variant.keywords, variant.location, listings,
-                                            variant.total_matches, edition_date, variant_id=variant_id)
+        mail = self.composer.render_variant(
+            language, variant.keywords, variant.location, listings, variant.total_matches, edition_date,
+            variant_id=variant_id, search=SearchExtras(variant.radius, variant.remote, variant.employment_type))
         self._variants[key] = mail
         return mail
 

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.mail.compose import Renderer
-from newsletter.mail.digest import render_web_page, view
+from newsletter.mail.digest import SearchExtras, render_web_page, view
 from newsletter.models import Edition, EditionVariant, Listing, utcnow
 
 # About three editions of a fortnightly digest: long enough for a reader who keeps the
@@ -67,5 +67,6 @@ def render(session: Session, renderer: Renderer, variant_id: int, language: str,
     # offers the withdrawn ones.
     total = max(variant.total_matches - (len(ids) - len(shown)), len(shown))
     edition_date = cutoff.replace(tzinfo=UTC).astimezone(tz).date()
-    html = render_web_page(renderer, language, variant.keywords, variant.location, shown, total, edition_date)
+    html = render_web_page(renderer, language, variant.keywords, variant.location, shown, total, edition_date,
+                           SearchExtras(variant.radius, variant.remote, variant.employment_type))
     return WebDigest(html, language)

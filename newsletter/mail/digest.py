@@ -199,27 +199,46 @@ def view(listing: Listing, tz: object, language: str = "de") -> ListingView:
     )
 
 
+_ON_SITE = {"de": {"no": "nur vor Ort", "only": "nur remote"}, "en": {"no": "on site only", "only": "remote only"}}
+
+
+@dataclass(frozen=True)
+class SearchExtras:
+    """What a reader's search holds besides keywords and place (a variant's columns)."""
+
+    radius: int = 0
+    remote: str = criteria.DEFAULT_REMOTE
+    employment_type: str = ""
+
+    def notes(self, language: str) -> list[str]:
+        """The search's remote wish and job types in words, for "Your search: …"."""
+        lang = language if language in _ON_SITE else "de"
+        return [note for note in (_ON_SITE[lang].get(self.remote, ""),
+                                  ", ".join(type_labels(self.employment_type, lang))) if note]
+
+
 def _context(settings: Settings, keywords: str, location: str, listings: list[ListingView], total: int,
-             edition_date: date, web_url: str | None) -> dict[str, Any]:
+             edition_date: date, web_url: str | None, search: SearchExtras, language: str) -> dict[str, Any]:
     """What the digest templates get besides the reader links."""
     more = settings.board_search_url.format(keywords=quote(keywords, safe=""), location=quote(location, safe=""))
     return {
         "listings": listings, "count": len(listings), "total": total,
         "more_url": more if total > len(listings) else None,
         "keywords": keywords, "location": location, "edition_date": edition_date, "board_url": settings.board_url,
-        "web_url": web_url,
+        "web_url": web_url, "radius": search.radius if location else 0, "search_notes": search.notes(language),
     }
 
 
 def render_web_page(renderer: Renderer, language: str, keywords: str, location: str, listings: list[ListingView],
-                    total: int, edition_date: date) -> str:
+                    total: int, edition_date: date, search: SearchExtras | None = None) -> str:
     """The digest's HTML as the web version shows it: no "view in the browser" link (this
     is the browser), and the reader links lead to /manage, where a reader asks for their
     own link by mail; no token of anyone's on a page whoever holds the link may open."""
     settings = renderer.settings
     manage = settings.url("/manage")
     composed = renderer.render(
-        "digest", language, **_context(settings, keywords, location, listings, total, edition_date, None),
+        "digest", language,
+        **_context(settings, keywords, location, listings, total, edition_date, None, search or SearchExtras(), language),
         preferences_token="", unsubscribe_token="", preferences_url=manage, unsubscribe_url=manage,
     )
     return composed.html
@@ -265,7 +284,7 @@ class DigestComposer:
 
     def render_variant(
         self, language: str, keywords: str, location: str, listings: list[ListingView], total: int,
-        edition_date: date, variant_id: int | None = None,
+        edition_date: date, variant_id: int | None = None, search: SearchExtras | None = None,
     ) -> VariantMail:
         """Render the digest body for every reader of this variant and language.
         `variant_id`: the edition variant whose web version the mail links to; None for a
@@ -275,7 +294,8 @@ class DigestComposer:
         prefs, unsub = _Slot(stem + _SLOT_LETTERS[PREFS]), _Slot(stem + _SLOT_LETTERS[UNSUB])
         composed = self.renderer.render(
             "digest", language,
-            **_context(self.settings, keywords, location, listings, total, edition_date, self.web_url(variant_id, lang)),
+            **_context(self.settings, keywords, location, listings, total, edition_date, self.web_url(variant_id, lang),
+                       search or SearchExtras(), lang),
             preferences_token=prefs, unsubscribe_token=unsub,
             preferences_url=self._prefs_prefix, unsubscribe_url=self._unsub_prefix,
         )

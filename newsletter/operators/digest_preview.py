@@ -27,7 +27,7 @@ from newsletter.config import Settings
 from newsletter.editions import planning
 from newsletter.listings import matching
 from newsletter.mail import delivery
-from newsletter.mail.digest import DigestComposer, VariantMail, view
+from newsletter.mail.digest import DigestComposer, SearchExtras, VariantMail, view
 from newsletter.mail.transport import SmtpTransport
 from newsletter.models import Listing, utcnow
 from newsletter.subscribers import subscriptions
@@ -96,7 +96,8 @@ def compose(session: Session, settings: Settings, prefs: Preferences, composer: 
     # variant_id None: no edition's variant, so the web link is the placeholder too.
     variant = composer.render_variant(prefs.language, prefs.keywords, prefs.location,
                                       [view(item, tz, prefs.language) for item in shown], len(selected),
-                                      now.replace(tzinfo=UTC).astimezone(tz).date(), variant_id=None)
+                                      now.replace(tzinfo=UTC).astimezone(tz).date(), variant_id=None,
+                                      search=SearchExtras(prefs.radius, prefs.remote, prefs.employment_type))
     data, _ = composer.build(variant, "preview@example.invalid", PLACEHOLDER, PLACEHOLDER, "preview")
     message = message_from_bytes(data, policy=policy.default)
     assert isinstance(message, EmailMessage)

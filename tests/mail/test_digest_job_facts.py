@@ -159,3 +159,22 @@ def test_an_edition_shows_salaries_types_and_remote_in_each_readers_language(dat
             assert f"\n    {line}\n" in text
         plain = next(block for block in text.split("\n\n") if "Ohne Angaben" in block)
         assert not any(word in plain for word in ("€", "Remote", "Vollzeit", "Full-time"))
+
+
+def test_the_digest_names_the_readers_whole_search(database, settings, smtp, drain):
+    with database.session_scope() as session:
+        add_listing(session, 1, "Python-Entwicklerin (m/w/d)", location="Berlin", remote=True,
+                    employment_type="part_time")
+        add_reader(session, "de@example.org", "Python", "Berlin", radius=25, remote="only",
+                   employment_type="full_time,part_time")
+        add_reader(session, "en@example.org", "Python", "Berlin", language="en", radius=50)
+    send_now(database, settings, drain)
+    searches = {
+        "de@example.org": "Ihre Suche: Python · Berlin (25 km) · nur remote · Vollzeit, Teilzeit",
+        "en@example.org": "Your search: Python · Berlin (50 km)",
+    }
+    for mail in smtp.messages:
+        text, html = (_s(mail.part(kind)).replace("\r\n", "\n") for kind in ("plain", "html"))
+        wanted = searches[mail.rcpt_tos[0]]
+        assert f"\n{wanted}\n" in text, text[:600]
+        assert wanted in html_module.unescape(html)
