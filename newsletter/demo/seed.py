@@ -12,6 +12,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from newsletter.listings.criteria import DEFAULT_RADIUS
 from newsletter.listings.formats import records_from_json
 from newsletter.listings.store import ImportResult, import_records
 from newsletter.models import AdminRole, ConsentEvent, Subscriber, SubscriberStatus, email_hash, utcnow
@@ -61,8 +62,10 @@ def add_demo_readers(session: Session) -> int:
         if session.scalar(select(Subscriber.id).where(Subscriber.email_hash == hashed)) is not None:
             continue
         now = utcnow()
+        # A place comes with the default radius, as from the signup form.
         reader = Subscriber(email=address, email_hash=hashed, language=language, keywords=keywords,
-                            location=location, status=SubscriberStatus.CONFIRMED, confirmed_at=now)
+                            location=location, radius=DEFAULT_RADIUS if location else 0,
+                            status=SubscriberStatus.CONFIRMED, confirmed_at=now)
         session.add(reader)
         session.flush()
         session.add(ConsentEvent(subscriber_public_id=reader.public_id, email_hash=hashed, event="imported",
