@@ -28,7 +28,8 @@ What is measured
        on 1M confirmed readers loaded with COPY. Target <= 30 s. Planned twice: readers with
        text searches, then readers with job-alert searches (a radius around their place,
        remote wishes, job types; listings with coordinates, some remote, some in the
-       neighbouring towns); the second may take at most 1.10 x the first. Skipped with a
+       neighbouring towns), in the order text, radius, radius, text; the radius runs may
+       take at most 1.10 x the text runs on average. Skipped with a
        message when PostgreSQL does not answer (or with --skip-plan).
 
 Why a ratio
@@ -612,17 +613,24 @@ def planning(args: argparse.Namespace, data: digest_data.Dataset, tmp: Path, red
     if not postgres_answers(admin):
         out.add(key, f"skipped: PostgreSQL does not answer at {_hide_password(admin)}")
         return
-    runs = {}
-    for search in ("text", "radius"):
+    # Text, radius, radius, text: a drift of the machine during the four runs weighs on
+    # both kinds alike.
+    runs: dict[str, list[PlanRun]] = {"text": [], "radius": []}
+    for search in ("text", "radius", "radius", "text"):
         searches = data if search == "text" else digest_data.dataset(args.preference_sets, args.listings, search)
-        run = runs[search] = plan_run(admin, args.plan_subscribers, searches, tmp, redis_url)
-        label = key if search == "text" else f"plan_{args.plan_subscribers}_radius_seconds"
-        target = f"target <= {TARGET_PLAN_SECONDS:.0f}: {verdict(run.plan_seconds <= TARGET_PLAN_SECONDS)}"
-        out.add(label, f"{run.plan_seconds:.2f} ({target}); {run.planned} deliveries, {run.variants} variants; "
-                       f"loading the readers with COPY took {run.load_seconds:.1f} s")
+        run = plan_run(admin, args.plan_subscribers, searches, tmp, redis_url)
+        runs[search].append(run)
         if run.planned != run.subscribers:
             out.problems.append(f"planning ({search} searches): {run.planned} deliveries for {run.subscribers} readers")
-    ratio = runs["radius"].plan_seconds / runs["text"].plan_seconds
+    for search, label in (("text", key), ("radius", f"plan_{args.plan_subscribers}_radius_seconds")):
+        done = runs[search]
+        worst = max(run.plan_seconds for run in done)
+        target = f"target <= {TARGET_PLAN_SECONDS:.0f}: {verdict(worst <= TARGET_PLAN_SECONDS)}"
+        out.add(label, f"{' and '.join(f'{run.plan_seconds:.2f}' for run in done)} ({target}); "
+                       f"{done[0].planned} deliveries, {done[0].variants} variants; loading the readers with COPY "
+                       f"took {done[0].load_seconds:.1f} s")
+    mean = {search: sum(run.plan_seconds for run in done) / len(done) for search, done in runs.items()}
+    ratio = mean["radius"] / mean["text"]
     out.add("plan_radius_vs_text", f"{ratio:.3f} (target <= {TARGET_RADIUS_RATIO:.2f}: {verdict(ratio <= TARGET_RADIUS_RATIO)})")
 
 
