@@ -249,3 +249,11 @@ def test_a_json_signup_may_write_the_radius_as_a_whole_float(client, database):
     refused = client.post("/subscribe", json={"email": "half@example.org", "location": "Berlin", "radius": 25.5},
                           headers={"Accept": "application/json"})
     assert refused.status_code == 400 and refused.get_json()["field"] == "radius"
+
+
+@pytest.mark.parametrize(("path", "said"), [("/subscribe?lang=de", "Ortsdaten: GeoNames (CC BY 4.0)"),
+                                            ("/subscribe?lang=en", "Place data: GeoNames (CC BY 4.0)"),
+                                            ("/embed/subscribe", "countries-states-cities-database (ODbL 1.0)")])
+def test_the_forms_with_a_radius_name_the_place_datas_sources(client, database, path, said):
+    # ODbL 1.0 (4.3) wants the notice where the derived table is used: the radius search.
+    assert said in client.get(path).get_data(as_text=True)
