@@ -12,6 +12,7 @@ where it is installed; the check above does not need it.
 from __future__ import annotations
 
 import re
+import os
 import shutil
 import subprocess
 from datetime import date
@@ -161,9 +162,17 @@ def test_transactional_mail_text_stands_out_from_its_background(language):
     assert low_contrast(composed.html) == []
 
 
-@pytest.mark.skipif(shutil.which("spamassassin") is None, reason="spamassassin is not installed here")
+# CI installs SpamAssassin (.ci/install-spamassassin) and sets this to "require": there a
+# missing one fails the check instead of skipping it.
+SPAMASSASSIN_MODE = os.environ.get("NEWSLETTER_TEST_SPAMASSASSIN", "auto")
+
+
 @pytest.mark.parametrize("language", ["de", "en"])
 def test_spamassassin_finds_no_low_contrast_text(language, tmp_path):
+    if shutil.which("spamassassin") is None:
+        if SPAMASSASSIN_MODE == "require":
+            pytest.fail("spamassassin is not installed; NEWSLETTER_TEST_SPAMASSASSIN=require")
+        pytest.skip("spamassassin is not installed here (.ci/install-spamassassin installs it)")
     report = subprocess.run(["spamassassin", "-L", "-t"], input=_digest(language), capture_output=True,
                             timeout=120, check=True).stdout.decode("utf-8", "replace")
     assert "Content analysis details" in report
