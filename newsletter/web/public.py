@@ -227,7 +227,7 @@ def subscribe() -> Response:
     try:
         data = _request_data()
         if data.get(HONEYPOT):
-            return _signup_answer(embedded)  # a bot: the normal answer, nothing stored, nothing mailed
+            return _signup_answer(embedded, data)  # a bot: the normal answer, nothing stored, nothing mailed
         email = clean_email(data.get("email"))
         prefs = clean_preferences(data, default_language=_default_language())
         version, consent_language = _consent_shown(data, prefs)
@@ -243,7 +243,7 @@ def subscribe() -> Response:
         session, email, prefs, origin, version, consent_language,
         list_name=s.list_name, interval_days=s.digest_interval_days))
     enqueue_outbox_after_commit(ids)
-    return _signup_answer(embedded)
+    return _signup_answer(embedded, data)
 
 
 def _signup_refused(data: dict[str, Any], exc: InvalidInput, embedded: bool) -> Response:
@@ -271,9 +271,11 @@ def _default_language() -> str:
     return str(get_locale() or "de")
 
 
-def _signup_answer(embedded: bool = False) -> Response:
+def _signup_answer(embedded: bool = False, data: dict[str, Any] | None = None) -> Response:
     """The one answer for every address state (STANDARDS 29). The page is the same for
-    everyone, so it is rendered once per language (and form: the embed's is compact)."""
+    everyone, so it is rendered once per language (and form: the embed's is compact). In a
+    frame on a board page, its link back to the form names that page (the next signup's
+    consent record must too): that answer is rendered each time."""
     if wants_json():
         response = jsonify(status="pending")
         response.status_code = 202
@@ -284,6 +286,10 @@ def _signup_answer(embedded: bool = False) -> Response:
     cache: dict[str, str] = current_app.extensions.setdefault("newsletter_signup_answer", {})
     # Its links carry ?lang= when the page's language is not the browser's (i18n).
     key = f"{get_locale() or 'de'}:{request.accept_languages.best_match(consent.LANGUAGES, default='de')}:{embedded}"
+    board_page = _web_url((data or {}).get("form_url")) if embedded else None
+    if board_page and board_page != settings().url(EMBED_PATH):
+        back = url_for("public.embed_subscribe_form", form_url=board_page)
+        return Response(render_template("embed_subscribe_done.html", back_url=back), mimetype="text/html")
     body = cache.get(key)
     if body is None:
         body = cache[key] = render_template("embed_subscribe_done.html" if embedded else "subscribe_done.html")

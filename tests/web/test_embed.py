@@ -197,6 +197,19 @@ def test_a_signup_in_the_frame_answers_in_the_frame(board, smtp, drain, database
     assert (sub.status, sub.location, sub.radius, sub.employment_type) == ("confirmed", "Hamburg", 25, "internship")
 
 
+def test_a_second_signup_from_the_same_frame_still_names_the_board_page(board, database):
+    # "Back to the form" after the answer: the next signup's consent record must name the
+    # board page the frame sits on, not our embed's own address.
+    answer = board.post("/subscribe?embed=1", data={
+        "email": ANNA, "form_url": "https://jobs.example.org/jobs", "consent_version": consent.CURRENT_VERSION})
+    [back] = re.findall(r'<a href="([^"]*embed/subscribe[^"]*)"', answer.get_data(as_text=True))
+    again = _form_of(board.get(back.replace("&amp;", "&")).get_data(as_text=True))
+    assert dict(again.fields)["form_url"] == "https://jobs.example.org/jobs"
+    # Without a board page, the link is the plain embed.
+    plain = board.post("/subscribe?embed=1", data={"email": "ben@example.org"}).get_data(as_text=True)
+    assert re.findall(r'<a href="([^"]*embed/subscribe[^"]*)"', plain) == ["/embed/subscribe"]
+
+
 def test_an_error_in_the_frame_shows_the_compact_form_again(board, database):
     answer = board.post("/subscribe?embed=1", data={
         "email": "not an address", "keywords": "Python", "remote": "only",
